@@ -1,0 +1,159 @@
+package access
+
+import (
+	"context"
+	"time"
+)
+
+// Store is everything Gatehouse persists. The etcd implementation lives in
+// store/; every method that writes is one etcd transaction.
+//
+// Errors: ErrNotFound for a missing object, ErrAlreadyExists for a
+// create-if-absent that found one, ErrUnavailable when etcd cannot be
+// reached (nothing was written), ctx.Err() on cancellation.
+type Store interface {
+	ObjectStore
+	IdentityStore
+	RequestStore
+	AuditLog
+}
+
+// ObjectStore keeps roles, users and resources. Put* upsert and return the
+// object with its new Revision; Create* fail with ErrAlreadyExists.
+type ObjectStore interface {
+	GetRole(ctx context.Context, name string) (Role, error)
+	ListRoles(ctx context.Context) ([]Role, error)
+	PutRole(ctx context.Context, r Role, events ...AuditEvent) (Role, error)
+	DeleteRole(ctx context.Context, name string, events ...AuditEvent) error
+
+	GetUser(ctx context.Context, name string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	CreateUser(ctx context.Context, u User, events ...AuditEvent) (User, error)
+	PutUser(ctx context.Context, u User, events ...AuditEvent) (User, error)
+	// DeleteUser removes the user, its password and its tokens, and locks the
+	// name in the same transaction, so live session certificates stop working.
+	DeleteUser(ctx context.Context, name string, lock Lock, events ...AuditEvent) error
+
+	GetResource(ctx context.Context, kind, name string) (Resource, error)
+	// ListResources returns every resource and the etcd revision of the read,
+	// from which WatchResources can continue.
+	ListResources(ctx context.Context) ([]Resource, int64, error)
+	PutResource(ctx context.Context, r Resource, events ...AuditEvent) (Resource, error)
+	DeleteResource(ctx context.Context, kind, name string, events ...AuditEvent) error
+	// WatchResources streams resource changes after fromRev. On etcd
+	// compaction it sends an EventReset with the full current snapshot and
+	// continues from that read's revision. The channel closes when ctx ends.
+	WatchResources(ctx context.Context, fromRev int64) <-chan ResourceEvent
+}
+
+// IdentityStore keeps what authentication needs.
+type IdentityStore interface {
+	// InitCluster stores cs unless cluster state exists; it returns the state
+	// in force and whether this call created it (create-if-absent).
+	InitCluster(ctx context.Context, cs ClusterState) (ClusterState, bool, error)
+	GetCluster(ctx context.Context) (ClusterState, error)
+
+	GetPasswordHash(ctx context.Context, user string) ([]byte, error)
+	SetPasswordHash(ctx context.Context, user string, hash []byte, events ...AuditEvent) error
+
+	CreateToken(ctx context.Context, t Token, events ...AuditEvent) error
+	GetToken(ctx context.Context, hash string) (Token, error)
+	// ConsumeToken deletes the token and returns it, in one transaction, so a
+	// single-use token works once even under concurrent use.
+	ConsumeToken(ctx context.Context, hash string) (Token, error)
+
+	GetLock(ctx context.Context, user string) (Lock, error)
+	ListLocks(ctx context.Context) ([]Lock, error)
+	PutLock(ctx context.Context, l Lock, events ...AuditEvent) error
+	DeleteLock(ctx context.Context, user string, events ...AuditEvent) error
+}
+
+// RequestStore keeps access requests.
+type RequestStore interface {
+	// CreateRequest writes a new request (ErrAlreadyExists if the id is
+	// taken) with its audit events in one transaction.
+	CreateRequest(ctx context.Context, r Request, events ...AuditEvent) (Request, error)
+	GetRequest(ctx context.Context, id string) (Request, error)
+	ListRequests(ctx context.Context) ([]Request, error)
+	// UpdateRequest reads the request, calls fn on a copy, and writes the
+	// result with fn's audit events in one transaction that compares the
+	// request's mod revision. When another writer got there first it reads
+	// again and calls fn again, so fn must be a pure function of the request.
+	// An error from fn aborts without writing and is returned as is.
+	UpdateRequest(ctx context.Context, id string, fn func(*Request) ([]AuditEvent, error)) (Request, error)
+	// WatchRequests streams request changes after fromRev (0: from now),
+	// with the same compaction rule as WatchResources.
+	WatchRequests(ctx context.Context, fromRev int64) <-chan RequestEvent
+}
+
+// AuditLog keeps audit events.
+type AuditLog interface {
+	AppendAudit(ctx context.Context, events ...AuditEvent) error
+	// ListAudit returns matching events, oldest first.
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}
+
+// AuditFilter selects audit events. Zero fields match everything. Type may
+// end in "*" to match a prefix ("request.*").
+type AuditFilter struct {
+	Since     time.Time
+	Until     time.Time
+	Type      string
+	RequestID string
+	Actor     string
+	Limit     int
+}
+
+// ClusterState is created once, on the first start against empty storage.
+type ClusterState struct {
+	Name      string    `json:"name"`
+	CACertPEM string    `json:"ca_cert_pem"`
+	CAKeyPEM  string    `json:"ca_key_pem"`
+	Created   time.Time `json:"created"`
+}
+
+// Token kinds.
+const (
+	TokenInvite = "invite" // single use: set a password
+	TokenBot    = "bot"    // bearer token for automation, until it expires
+)
+
+// Token is an invite or machine token. Only the SHA-256 of the secret is
+// stored.
+type Token struct {
+	Hash    string    `json:"hash"`
+	Kind    string    `json:"kind"`
+	User    string    `json:"user"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+}
+
+// EventType is the kind of a watch event.
+type EventType string
+
+// Watch event types.
+const (
+	EventPut    EventType = "put"
+	EventDelete EventType = "delete"
+	// EventReset replaces everything the consumer knows with Snapshot; sent
+	// after a compaction made the missed events unavailable.
+	EventReset EventType = "reset"
+)
+
+// RequestEvent is one change of a request. For EventDelete only Request.ID
+// is set.
+type RequestEvent struct {
+	Type     EventType `json:"type"`
+	Request  Request   `json:"request"`
+	Snapshot []Request `json:"snapshot,omitempty"`
+	Revision int64     `json:"revision"`
+}
+
+// ResourceEvent is one change of a resource. For EventDelete only the
+// resource's Kind and Metadata.Name are set.
+type ResourceEvent struct {
+	Type     EventType  `json:"type"`
+	Resource Resource   `json:"resource"`
+	Snapshot []Resource `json:"snapshot,omitempty"`
+	Revision int64      `json:"revision"`
+}

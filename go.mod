@@ -1,0 +1,3 @@
+module github.com/gatehouse-dev/gatehouse
+
+go 1.26.0
