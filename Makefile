@@ -1,0 +1,47 @@
+# Gatehouse. Quick start: `make run` (server + demo), `make test` (everything).
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+DATA ?= $(CURDIR)/data
+ETCD_BIN := $(BIN)/etcd
+export GATEHOUSE_ETCD_BIN := $(ETCD_BIN)
+
+.PHONY: all build run test test-deps bench lint fmt clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/accessd ./cmd/access ./cmd/accessctl
+
+# The real etcd of the version in go.mod, for tests against an external
+# cluster (Debian's etcd-server is an older 3.4).
+$(ETCD_BIN): go.mod go.sum
+	@mkdir -p $(BIN)
+	$(GO) build -o $(ETCD_BIN) go.etcd.io/etcd/server/v3
+
+run: build
+	$(BIN)/accessd start --data-dir $(DATA) --cluster-name gatehouse.local --demo deploy/demo
+
+# Installs what the tests need when it is missing (idempotent), then runs
+# every test, with -race for the packages with concurrency.
+test-deps:
+	@./scripts/test-deps.sh
+
+test: test-deps $(ETCD_BIN)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+bench: $(ETCD_BIN)
+	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m ./access/ ./inventory/ ./store/ ./bench/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is accessd.yaml. Every key has a default; unknown keys are an
+// error naming the key; flags override it.
+type Config struct {
+	ClusterName string        `json:"cluster_name"`
+	Listen      string        `json:"listen"`
+	PublicURL   string        `json:"public_url"`
+	DataDir     string        `json:"data_dir"`
+	Storage     StorageConfig `json:"storage"`
+	Requests    RequestConfig `json:"requests"`
+	Log         LogConfig     `json:"log"`
+}
+
+// StorageConfig selects embedded or external etcd.
+type StorageConfig struct {
+	Etcd EtcdConfig `json:"etcd"`
+}
+
+// EtcdConfig is storage.etcd.
+type EtcdConfig struct {
+	Endpoints []string      `json:"endpoints"`
+	Prefix    string        `json:"prefix"`
+	TLS       EtcdTLSConfig `json:"tls"`
+}
+
+// EtcdTLSConfig holds client certificates for an external cluster.
+type EtcdTLSConfig struct {
+	CAFile   string `json:"ca_file"`
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
+}
+
+// RequestConfig is requests.
+type RequestConfig struct {
+	PendingTTL        string          `json:"pending_ttl"`
+	MaxDuration       string          `json:"max_duration"`
+	FallbackReviewers ReviewersConfig `json:"fallback_reviewers"`
+}
+
+// ReviewersConfig names reviewers by role or user.
+type ReviewersConfig struct {
+	Roles []string `json:"roles"`
+	Users []string `json:"users"`
+}
+
+// LogConfig is log.
+type LogConfig struct {
+	Level  string `json:"level"`  // debug | info | warn | error
+	Format string `json:"format"` // text | json
+}
+
+func defaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "gatehouse"
+	}
+	return Config{
+		ClusterName: host,
+		Listen:      "127.0.0.1:3025",
+		DataDir:     "/var/lib/gatehouse",
+		Storage:     StorageConfig{Etcd: EtcdConfig{Prefix: "/gatehouse/"}},
+		Requests:    RequestConfig{PendingTTL: "1h", MaxDuration: "12h"},
+		Log:         LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// loadConfig reads path over the defaults.
+func loadConfig(path string) (Config, error) {
+	cfg := defaultConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "error unmarshaling JSON: while decoding JSON: json: "))
+	}
+	return cfg, nil
+}
