@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/server"
 	"github.com/gatehouse-dev/gatehouse/service"
 	"github.com/gatehouse-dev/gatehouse/store"
+	"github.com/gatehouse-dev/gatehouse/store/embedded"
 	"github.com/gatehouse-dev/gatehouse/store/storetest"
 )
 
@@ -44,12 +45,34 @@ type Cluster struct {
 	Pool  *x509.CertPool
 }
 
-// Start runs a cluster until the test ends.
+// Start runs a cluster until the test ends. Its etcd skips fsync, which
+// is fine for tests.
 func Start(t testing.TB) *Cluster {
+	t.Helper()
+	return start(t, storetest.Embedded(t))
+}
+
+// StartDurable runs a cluster whose embedded etcd fsyncs as in production,
+// for benchmarks.
+func StartDurable(t testing.TB) *Cluster {
+	t.Helper()
+	m, err := embedded.Start(context.Background(), embedded.Config{DataDir: storetest.ShortTempDir(t), Logger: storetest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	st, err := store.Dial(context.Background(), store.Config{Endpoints: m.Endpoints(), Logger: storetest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return start(t, st)
+}
+
+func start(t testing.TB, st *store.Store) *Cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	st := storetest.Embedded(t)
 	idx := inventory.New()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := service.New(service.Config{ClusterName: Name}, st, idx, service.WithLogger(log))
