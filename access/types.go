@@ -43,9 +43,9 @@ type Metadata struct {
 // ("90m", "8h").
 type Duration time.Duration
 
-// MarshalJSON writes the duration as text; zero is "0s".
+// MarshalJSON writes the duration as text ("90m" as "1h30m"); zero is "0s".
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
+	return json.Marshal(FormatDuration(time.Duration(d)))
 }
 
 // UnmarshalJSON accepts duration text or a number of nanoseconds.
@@ -77,8 +77,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Std returns the standard library duration.
 func (d Duration) Std() time.Duration { return time.Duration(d) }
 
-// String formats as time.Duration does.
-func (d Duration) String() string { return time.Duration(d).String() }
+// String formats as time.Duration does, without zero minutes and seconds
+// ("2h", not "2h0m0s").
+func (d Duration) String() string { return FormatDuration(time.Duration(d)) }
 
 // Strings is a list of strings that also accepts a single string in YAML and
 // JSON, as role label values do (`env: prod` or `env: [dev, stage]`).

@@ -74,7 +74,7 @@ func TestRoleRequestApprovedByReviewer(t *testing.T) {
 		if r.State != access.StateApproved {
 			t.Fatalf("alice saw %s, want APPROVED", r.State)
 		}
-		if r.AccessExpires == nil || r.AccessExpires.Sub(time.Now()) > 2*time.Hour+time.Minute {
+		if r.AccessExpires == nil || time.Until(*r.AccessExpires) > 2*time.Hour+time.Minute {
 			t.Fatalf("access_expires = %v, want about 2h from now", r.AccessExpires)
 		}
 		if strings.Join(r.GrantedRoles, ",") != "dba" {

@@ -161,8 +161,23 @@ func require(c Caller, resource, verb string) error {
 	return fmt.Errorf("%w: %s may not %s %s", access.ErrForbidden, c.Name(), verb, resource)
 }
 
-// audit builds an audit event.
+// audit builds an audit event. Empty fields are left out, so events read
+// the same whatever optional input a call had.
 func (s *Service) audit(c Caller, typ, requestID, outcome, msg string, fields map[string]any) access.AuditEvent {
+	for k, v := range fields {
+		switch v := v.(type) {
+		case nil:
+			delete(fields, k)
+		case []string:
+			if len(v) == 0 {
+				delete(fields, k)
+			}
+		case string:
+			if v == "" {
+				delete(fields, k)
+			}
+		}
+	}
 	return access.AuditEvent{
 		Time:      s.now().UTC(),
 		Type:      typ,

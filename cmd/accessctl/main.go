@@ -529,7 +529,9 @@ func detail(e api.AuditEvent) string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%v", k, e.Fields[k]))
+		if v := e.Fields[k]; v != nil {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		}
 	}
 	return strings.Join(parts, " ")
 }
