@@ -48,6 +48,13 @@ type ObjectStore interface {
 
 // IdentityStore keeps what authentication needs.
 type IdentityStore interface {
+	// Principal reads, in one consistent etcd read, what authorizing a call
+	// of user needs: the user (ErrNotFound if absent), its lock if any, and
+	// every role, from which callers also resolve requested and
+	// search_as roles. Roles are few; reading them with the user costs one
+	// round trip instead of one per role.
+	Principal(ctx context.Context, user string) (Principal, error)
+
 	// InitCluster stores cs unless cluster state exists; it returns the state
 	// in force and whether this call created it (create-if-absent).
 	InitCluster(ctx context.Context, cs ClusterState) (ClusterState, bool, error)
@@ -102,6 +109,16 @@ type AuditFilter struct {
 	RequestID string
 	Actor     string
 	Limit     int
+}
+
+// Principal is a user with its lock and the roles in force, read at one
+// etcd revision. The roles may share slices and maps with a cache of the
+// store: read them, expand them (ExpandTraits copies), never modify them.
+type Principal struct {
+	User     User
+	Lock     *Lock
+	Roles    map[string]Role
+	Revision int64
 }
 
 // ClusterState is created once, on the first start against empty storage.

@@ -251,10 +251,7 @@ func (s *Service) Search(ctx context.Context, c Caller, in SearchInput) ([]Searc
 	default:
 		return nil, fmt.Errorf("%w: --kind %q: want node, db, app, kube_cluster or windows_desktop", access.ErrInvalid, in.Kind)
 	}
-	sets, err := s.searchAsRoleSets(ctx, c)
-	if err != nil {
-		return nil, err
-	}
+	sets := s.searchAsRoleSets(c)
 	if len(sets) == 0 {
 		return nil, fmt.Errorf("%w: %s has no search_as_roles", access.ErrForbidden, c.Name())
 	}

@@ -121,10 +121,8 @@ func (s *Service) requestableRoles(ctx context.Context, c Caller, names []string
 		if err := access.ValidName(n); err != nil {
 			return nil, fmt.Errorf("role: %w", err)
 		}
-		if _, err := s.store.GetRole(ctx, n); errors.Is(err, access.ErrNotFound) {
+		if _, ok := c.all[n]; !ok {
 			return nil, fmt.Errorf("%w: unknown role %q", access.ErrInvalid, n)
-		} else if err != nil {
-			return nil, fmt.Errorf("load role %q: %w", n, err)
 		}
 		if !c.Roles.CanRequestRole(n) {
 			return nil, fmt.Errorf("%w: %s may not request role %q", access.ErrForbidden, c.Name(), n)
@@ -140,10 +138,7 @@ func (s *Service) resolveResources(ctx context.Context, c Caller, ids []string) 
 	if len(ids) == 0 {
 		return nil, nil, nil
 	}
-	searchAs, err := s.searchAsRoleSets(ctx, c)
-	if err != nil {
-		return nil, nil, err
-	}
+	searchAs := s.searchAsRoleSets(c)
 	seen := map[string]bool{}
 	for _, raw := range ids {
 		id, err := access.ParseResourceID(strings.TrimSpace(raw))
@@ -190,19 +185,15 @@ type namedRoleSet struct {
 	set  access.RoleSet
 }
 
-// searchAsRoleSets loads each of the caller's search_as_roles as its own
+// searchAsRoleSets returns each of the caller's search_as_roles as its own
 // role set, trait-expanded for the caller.
-func (s *Service) searchAsRoleSets(ctx context.Context, c Caller) ([]namedRoleSet, error) {
-	names := c.Roles.SearchAsRoles()
-	roles, err := s.loadRoles(ctx, names)
-	if err != nil {
-		return nil, err
-	}
+func (s *Service) searchAsRoleSets(c Caller) []namedRoleSet {
+	roles := s.pick(c.all, c.Roles.SearchAsRoles())
 	out := make([]namedRoleSet, 0, len(roles))
 	for _, r := range roles {
 		out = append(out, namedRoleSet{name: r.Metadata.Name, set: access.NewRoleSet(c.User, []access.Role{r})})
 	}
-	return out, nil
+	return out
 }
 
 // RequestFilter selects requests in List.

@@ -106,50 +106,45 @@ type Caller struct {
 	User   access.User
 	Roles  access.RoleSet
 	Source string
+	// all holds every role as read with the user, to resolve requested and
+	// search_as roles without another etcd read.
+	all map[string]access.Role
 }
 
 // Name is the caller's user name.
 func (c Caller) Name() string { return c.User.Metadata.Name }
 
 // Caller loads user name's standing roles and refuses a locked or unknown
-// user. Every authenticated call goes through here, so a lock or a role
-// change takes effect at the next call, session certificates included.
+// user, in one etcd read. Every authenticated call goes through here, so a
+// lock or a role change takes effect at the next call, session
+// certificates included.
 func (s *Service) Caller(ctx context.Context, name, source string) (Caller, error) {
-	if _, err := s.store.GetLock(ctx, name); err == nil {
+	p, err := s.store.Principal(ctx, name)
+	if p.Lock != nil {
 		return Caller{}, fmt.Errorf("%w: user %q is locked", access.ErrUnauthorized, name)
-	} else if !errors.Is(err, access.ErrNotFound) {
-		return Caller{}, fmt.Errorf("check lock of %q: %w", name, err)
 	}
-	u, err := s.store.GetUser(ctx, name)
 	if errors.Is(err, access.ErrNotFound) {
 		return Caller{}, fmt.Errorf("%w: user %q does not exist", access.ErrUnauthorized, name)
 	}
 	if err != nil {
 		return Caller{}, fmt.Errorf("load user %q: %w", name, err)
 	}
-	roles, err := s.loadRoles(ctx, u.Spec.Roles)
-	if err != nil {
-		return Caller{}, err
-	}
-	return Caller{User: u, Roles: access.NewRoleSet(u, roles), Source: source}, nil
+	return Caller{User: p.User, Roles: access.NewRoleSet(p.User, s.pick(p.Roles, p.User.Spec.Roles)), Source: source, all: p.Roles}, nil
 }
 
-// loadRoles reads the named roles; a role deleted since it was assigned is
+// pick returns the named roles; a role deleted since it was assigned is
 // skipped (it grants nothing) rather than locking the user out.
-func (s *Service) loadRoles(ctx context.Context, names []string) ([]access.Role, error) {
+func (s *Service) pick(all map[string]access.Role, names []string) []access.Role {
 	roles := make([]access.Role, 0, len(names))
 	for _, n := range names {
-		r, err := s.store.GetRole(ctx, n)
-		if errors.Is(err, access.ErrNotFound) {
+		r, ok := all[n]
+		if !ok {
 			s.log.Warn("user has a role that does not exist", "role", n)
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("load role %q: %w", n, err)
-		}
 		roles = append(roles, r)
 	}
-	return roles, nil
+	return roles
 }
 
 // require refuses the call unless the caller's standing roles allow verb on

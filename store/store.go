@@ -87,6 +87,7 @@ type Store struct {
 	client *clientv3.Client
 	cfg    Config
 	log    *slog.Logger
+	roles  roleCache
 }
 
 var _ access.Store = (*Store)(nil)
