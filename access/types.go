@@ -353,3 +353,14 @@ type AuditEvent struct {
 	Message   string         `json:"message,omitempty"`
 	Fields    map[string]any `json:"fields,omitempty"`
 }
+
+// SearchResult is one resource found by a search: its ID to request, its
+// names and labels, and its kind-specific fields (hostname, addr, uri, ...).
+type SearchResult struct {
+	ID          string            `json:"id"`
+	Kind        string            `json:"kind"`
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	ResourceSpec
+}

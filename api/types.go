@@ -22,6 +22,8 @@ type (
 	AuditEvent = access.AuditEvent
 	State      = access.State
 	Verdict    = access.Verdict
+	// SearchResult is one entry of GET /v1/search.
+	SearchResult = access.SearchResult
 )
 
 // CreateRequest is the body of POST /v1/requests.
@@ -85,16 +87,6 @@ type AddTokenResponse struct {
 type LockRequest struct {
 	User   string `json:"user"`
 	Reason string `json:"reason,omitempty"`
-}
-
-// SearchResult is one entry of GET /v1/search.
-type SearchResult struct {
-	ID       string            `json:"id"`
-	Kind     string            `json:"kind"`
-	Name     string            `json:"name"`
-	Hostname string            `json:"hostname,omitempty"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	Resource Resource          `json:"resource"`
 }
 
 // Status is GET /v1/status.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -230,22 +229,12 @@ type SearchInput struct {
 	Limit  int
 }
 
-// SearchResult is one resource found, with its ID to request.
-type SearchResult struct {
-	ID       string            `json:"id"`
-	Kind     string            `json:"kind"`
-	Name     string            `json:"name"`
-	Hostname string            `json:"hostname,omitempty"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	Resource access.Resource   `json:"resource"`
-}
-
 // maxSearchResults bounds one search answer.
 const maxSearchResults = 1000
 
 // Search finds resources of one kind that the caller's search_as_roles
 // grant, in the in-memory index (never a scan of etcd).
-func (s *Service) Search(ctx context.Context, c Caller, in SearchInput) ([]SearchResult, error) {
+func (s *Service) Search(ctx context.Context, c Caller, in SearchInput) ([]access.SearchResult, error) {
 	switch in.Kind {
 	case access.KindNode, access.KindDB, access.KindApp, access.KindKubeCluster, access.KindWindowsDesktop:
 	default:
@@ -280,12 +269,13 @@ func (s *Service) Search(ctx context.Context, c Caller, in SearchInput) ([]Searc
 			return false
 		},
 	})
-	out := make([]SearchResult, 0, len(found))
+	// The index answers in name order already.
+	out := make([]access.SearchResult, 0, len(found))
 	for _, r := range found {
 		id := access.ResourceID{Cluster: s.cfg.ClusterName, Kind: r.Kind, Name: r.Metadata.Name}
-		out = append(out, SearchResult{ID: id.String(), Kind: r.Kind, Name: r.Metadata.Name, Hostname: r.Spec.Hostname, Labels: r.Metadata.Labels, Resource: r})
+		out = append(out, access.SearchResult{ID: id.String(), Kind: r.Kind, Name: r.Metadata.Name,
+			Description: r.Metadata.Description, Labels: r.Metadata.Labels, ResourceSpec: r.Spec})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
