@@ -114,7 +114,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// Drain what the decoder left (the final newline), or the
+		// connection cannot be reused and every call pays a TLS handshake.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}()
 	return decodeResponse(resp, out)
 }
 
