@@ -47,4 +47,3 @@ func Example_approvalBot() {
 	}
 	log.Printf("stream ended at revision %d: %v", since, streamErr())
 }
-

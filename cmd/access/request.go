@@ -82,14 +82,7 @@ func requestLsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.format == "json" {
-				if list == nil {
-					list = []api.Request{}
-				}
-				return cliui.JSON(os.Stdout, list)
-			}
-			cliui.RequestTable(os.Stdout, list)
-			return nil
+			return cliui.PrintRequests(os.Stdout, g.format, list)
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "pending, approved, denied, expired, cancelled, dropped or revoked")
@@ -109,11 +102,7 @@ func requestShowCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.format == "json" {
-				return cliui.JSON(os.Stdout, r)
-			}
-			cliui.RequestDetail(os.Stdout, r)
-			return nil
+			return cliui.PrintRequest(os.Stdout, g.format, r)
 		},
 	}
 }

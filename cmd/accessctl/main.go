@@ -383,14 +383,7 @@ func requestsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.format == "json" {
-				if list == nil {
-					list = []api.Request{}
-				}
-				return cliui.JSON(os.Stdout, list)
-			}
-			cliui.RequestTable(os.Stdout, list)
-			return nil
+			return cliui.PrintRequests(os.Stdout, g.format, list)
 		},
 	}
 	ls.Flags().StringVar(&state, "state", "", "filter by state")
@@ -405,11 +398,7 @@ func requestsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.format == "json" {
-				return cliui.JSON(os.Stdout, r)
-			}
-			cliui.RequestDetail(os.Stdout, r)
-			return nil
+			return cliui.PrintRequest(os.Stdout, g.format, r)
 		},
 	}
 	decide := func(use string, verdict access.Verdict) *cobra.Command {

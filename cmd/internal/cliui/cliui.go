@@ -242,3 +242,25 @@ func OutcomeCode(r api.Request) int {
 	}
 	return ExitOK
 }
+
+// PrintRequests prints a list as a table or, with format json, as one JSON
+// array (empty, never null).
+func PrintRequests(w io.Writer, format string, list []api.Request) error {
+	if format == "json" {
+		if list == nil {
+			list = []api.Request{}
+		}
+		return JSON(w, list)
+	}
+	RequestTable(w, list)
+	return nil
+}
+
+// PrintRequest prints one request in detail or as one JSON line.
+func PrintRequest(w io.Writer, format string, r api.Request) error {
+	if format == "json" {
+		return JSON(w, r)
+	}
+	RequestDetail(w, r)
+	return nil
+}
