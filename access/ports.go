@@ -16,6 +16,41 @@ type Store interface {
 	IdentityStore
 	RequestStore
 	AuditLog
+	PolicyStore
+}
+
+// PolicyStore keeps the policy bundle in force, so that every replica
+// evaluates the same one.
+type PolicyStore interface {
+	// GetPolicyBundle returns the bundle in force (ErrNotFound when none
+	// was pushed: the built-in default applies).
+	GetPolicyBundle(ctx context.Context) (PolicyBundle, error)
+	// PutPolicyBundle installs a new bundle; its Revision is the etcd
+	// revision of the write. A bundle over MaxPolicyBundleBytes is refused.
+	PutPolicyBundle(ctx context.Context, b PolicyBundle, events ...AuditEvent) (PolicyBundle, error)
+	// WatchPolicyBundle sends each bundle installed after fromRev (and the
+	// current one after a compaction). The channel closes when ctx ends.
+	WatchPolicyBundle(ctx context.Context, fromRev int64) <-chan PolicyBundle
+}
+
+// MaxPolicyBundleBytes caps a bundle far below etcd's 1.5 MiB request limit.
+const MaxPolicyBundleBytes = 1 << 20
+
+// PolicyBundle is a directory of .rego files (and an optional data.json).
+type PolicyBundle struct {
+	Files    map[string]string `json:"files"`
+	Author   string            `json:"author"`
+	Created  time.Time         `json:"created"`
+	Revision int64             `json:"revision,omitempty"`
+}
+
+// Size is the bundle's size in bytes.
+func (b PolicyBundle) Size() int {
+	n := 0
+	for name, src := range b.Files {
+		n += len(name) + len(src)
+	}
+	return n
 }
 
 // ObjectStore keeps roles, users and resources. Put* upsert and return the

@@ -335,10 +335,11 @@ type Threshold struct {
 
 // Decision is what the policy said at creation.
 type Decision struct {
-	Outcome        string   `json:"outcome"` // review | approve | deny | policy_error
-	Reasons        []string `json:"reasons,omitempty"`
-	BundleRevision int64    `json:"bundle_revision,omitempty"`
-	MaxTTL         Duration `json:"max_ttl,omitempty"`
+	Outcome        string         `json:"outcome"` // review | approve | deny | policy_error
+	Reasons        []string       `json:"reasons,omitempty"`
+	BundleRevision int64          `json:"bundle_revision,omitempty"`
+	MaxTTL         Duration       `json:"max_ttl,omitempty"`
+	Notify         []NotifyTarget `json:"notify,omitempty"`
 }
 
 // AuditEvent is one entry of the audit log.

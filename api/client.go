@@ -407,3 +407,16 @@ func (c *Client) Events(ctx context.Context, since int64) (<-chan Event, func() 
 func IsFinal(r Request) bool {
 	return r.State != access.StatePending
 }
+
+// PushPolicy installs a policy bundle; a bundle that does not compile is
+// refused with file:line:col and the one in force stays.
+func (c *Client) PushPolicy(ctx context.Context, files map[string]string) (PolicyBundle, error) {
+	var out PolicyBundle
+	return out, c.do(ctx, http.MethodPut, "/v1/policy", PolicyBundle{Files: files}, &out)
+}
+
+// GetPolicy returns the bundle in force (not_found: the built-in default).
+func (c *Client) GetPolicy(ctx context.Context) (PolicyBundle, error) {
+	var out PolicyBundle
+	return out, c.do(ctx, http.MethodGet, "/v1/policy", nil, &out)
+}

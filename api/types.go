@@ -22,6 +22,9 @@ type (
 	AuditEvent = access.AuditEvent
 	State      = access.State
 	Verdict    = access.Verdict
+	// PolicyBundle is GET and PUT /v1/policy: the .rego files (and
+	// data.json) by name.
+	PolicyBundle = access.PolicyBundle
 	// SearchResult is one entry of GET /v1/search.
 	SearchResult = access.SearchResult
 )

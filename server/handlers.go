@@ -401,3 +401,18 @@ func answerEmpty(w http.ResponseWriter, err error) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+func (s *Server) handleGetPolicy(w http.ResponseWriter, r *http.Request, c service.Caller) {
+	b, err := s.svc.GetPolicy(r.Context(), c)
+	answer(w, b, err)
+}
+
+func (s *Server) handlePushPolicy(w http.ResponseWriter, r *http.Request, c service.Caller) {
+	var in api.PolicyBundle
+	if err := decode(r, &in); err != nil {
+		writeError(w, err)
+		return
+	}
+	b, err := s.svc.PushPolicy(r.Context(), c, access.PolicyBundle{Files: in.Files})
+	answer(w, b, err)
+}

@@ -148,6 +148,8 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	authed("POST /v1/locks", s.handleLock)
 	authed("DELETE /v1/locks/{user}", s.handleUnlock)
 	authed("GET /v1/audit", s.handleAudit)
+	authed("GET /v1/policy", s.handleGetPolicy)
+	authed("PUT /v1/policy", s.handlePushPolicy)
 }
 
 // authenticate resolves the caller from the verified client certificate or

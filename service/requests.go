@@ -62,7 +62,7 @@ func (s *Service) CreateRequest(ctx context.Context, c Caller, in CreateRequestI
 	if err != nil {
 		return access.Request{}, err
 	}
-	resources, resolved, err := s.resolveResources(ctx, c, in.Resources)
+	resources, found, resolved, err := s.resolveResources(ctx, c, in.Resources)
 	if err != nil {
 		return access.Request{}, err
 	}
@@ -90,14 +90,20 @@ func (s *Service) CreateRequest(ctx context.Context, c Caller, in CreateRequestI
 		Created:            now,
 		PendingExpires:     now.Add(s.cfg.PendingTTL),
 		Thresholds:         access.DefaultThresholds(),
-		Decision:           &access.Decision{Outcome: "review"},
+		Decision:           &access.Decision{Outcome: OutcomeReview},
 		Annotations:        c.Roles.Annotations(),
 		Source:             sourceOr(c.Source),
 	}
-	ev := s.audit(c, "request.create", req.ID, OutcomeSuccess, "", map[string]any{
+	fields := map[string]any{
 		"roles": req.Roles, "resources": req.Resources, "reason": req.Reason, "duration": req.Duration.String(),
-	})
-	created, err := s.store.CreateRequest(ctx, req, ev)
+	}
+	s.decide(ctx, c, &req, found, now, fields)
+	events := []access.AuditEvent{s.audit(c, "request.create", req.ID, OutcomeSuccess, "", fields)}
+	if req.State != access.StatePending {
+		policy := Caller{User: access.User{Metadata: access.Metadata{Name: access.PolicyAuthor}}, Source: c.Source}
+		events = append(events, s.stateEvents(policy, access.StatePending, &req)...)
+	}
+	created, err := s.store.CreateRequest(ctx, req, events...)
 	if err != nil {
 		return access.Request{}, fmt.Errorf("store request: %w", err)
 	}
@@ -134,19 +140,19 @@ func (s *Service) requestableRoles(ctx context.Context, c Caller, names []string
 
 // resolveResources parses resource IDs and finds, for each, the caller's
 // search_as_roles that grant it. A resource none of them grants is refused.
-func (s *Service) resolveResources(ctx context.Context, c Caller, ids []string) (canonical, roles []string, err error) {
+func (s *Service) resolveResources(ctx context.Context, c Caller, ids []string) (canonical []string, found []access.PolicyResource, roles []string, err error) {
 	if len(ids) == 0 {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	searchAs := s.searchAsRoleSets(c)
 	seen := map[string]bool{}
 	for _, raw := range ids {
 		id, err := access.ParseResourceID(strings.TrimSpace(raw))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if id.Cluster != s.cfg.ClusterName {
-			return nil, nil, fmt.Errorf("%w: resource %s is in cluster %q; this cluster is %q", access.ErrInvalid, id, id.Cluster, s.cfg.ClusterName)
+			return nil, nil, nil, fmt.Errorf("%w: resource %s is in cluster %q; this cluster is %q", access.ErrInvalid, id, id.Cluster, s.cfg.ClusterName)
 		}
 		// Kubernetes objects inside a cluster are granted through the
 		// cluster they live in.
@@ -156,10 +162,10 @@ func (s *Service) resolveResources(ctx context.Context, c Caller, ids []string) 
 		}
 		res, err := s.store.GetResource(ctx, kind, name)
 		if errors.Is(err, access.ErrNotFound) {
-			return nil, nil, fmt.Errorf("%w: resource %s does not exist", access.ErrInvalid, id)
+			return nil, nil, nil, fmt.Errorf("%w: resource %s does not exist", access.ErrInvalid, id)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("load resource %s: %w", id, err)
+			return nil, nil, nil, fmt.Errorf("load resource %s: %w", id, err)
 		}
 		granted := false
 		for _, rs := range searchAs {
@@ -172,12 +178,13 @@ func (s *Service) resolveResources(ctx context.Context, c Caller, ids []string) 
 			}
 		}
 		if !granted {
-			return nil, nil, fmt.Errorf("%w: none of your search_as_roles grants %s", access.ErrForbidden, id)
+			return nil, nil, nil, fmt.Errorf("%w: none of your search_as_roles grants %s", access.ErrForbidden, id)
 		}
 		canonical = append(canonical, id.String())
+		found = append(found, access.PolicyResource{ID: id.String(), Kind: id.Kind, Name: id.Name, Labels: res.Metadata.Labels})
 	}
 	sort.Strings(roles)
-	return canonical, roles, nil
+	return canonical, found, roles, nil
 }
 
 type namedRoleSet struct {
@@ -254,6 +261,9 @@ func (s *Service) Review(ctx context.Context, c Caller, id string, in ReviewInpu
 	}
 	if in.Verdict != access.VerdictApprove && in.Verdict != access.VerdictDeny {
 		return access.Request{}, fmt.Errorf("%w: verdict %q: want APPROVE or DENY", access.ErrInvalid, in.Verdict)
+	}
+	if err := s.checkReview(ctx, c, id, in); err != nil {
+		return access.Request{}, err
 	}
 	return s.update(ctx, id, func(r *access.Request) ([]access.AuditEvent, error) {
 		if !c.Roles.CanSeeRequest(*r) {

@@ -73,6 +73,10 @@ type Service struct {
 	index *inventory.Index
 	now   func() time.Time
 	log   *slog.Logger
+	// policy decides requests; nil means the default thresholds.
+	policy access.PolicyEngine
+	// checkBundle compiles a bundle before it may be pushed.
+	checkBundle func(access.PolicyBundle) error
 }
 
 // Option configures a Service.
@@ -83,6 +87,12 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithPolicy sets the policy engine and the check (compile, validate) a
+// pushed bundle must pass before it is stored.
+func WithPolicy(e access.PolicyEngine, check func(access.PolicyBundle) error) Option {
+	return func(s *Service) { s.policy, s.checkBundle = e, check }
+}
 
 // New returns the services over st, searching idx.
 func New(cfg Config, st access.Store, idx *inventory.Index, opts ...Option) *Service {

@@ -243,6 +243,7 @@ const (
 	keyRequests  = "requests/"
 	keyAudit     = "audit/"
 	keyCluster   = "cluster/state"
+	keyPolicy    = "policy/bundle"
 	keyElection  = "election/"
 )
 
