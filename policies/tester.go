@@ -57,7 +57,7 @@ func RunTests(ctx context.Context, dirs []string, opts TestOptions, w io.Writer)
 		cov = cover.New()
 		runner = runner.SetCoverageQueryTracer(cov)
 	}
-	ch, err := runner.Run(ctx, modules)
+	ch, err := runner.SetModules(modules).RunTests(ctx, nil)
 	if err != nil {
 		return 0, 0, err
 	}

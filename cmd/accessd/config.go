@@ -11,13 +11,50 @@ import (
 // Config is accessd.yaml. Every key has a default; unknown keys are an
 // error naming the key; flags override it.
 type Config struct {
-	ClusterName string        `json:"cluster_name"`
-	Listen      string        `json:"listen"`
-	PublicURL   string        `json:"public_url"`
-	DataDir     string        `json:"data_dir"`
-	Storage     StorageConfig `json:"storage"`
-	Requests    RequestConfig `json:"requests"`
-	Log         LogConfig     `json:"log"`
+	ClusterName string           `json:"cluster_name"`
+	Listen      string           `json:"listen"`
+	PublicURL   string           `json:"public_url"`
+	DataDir     string           `json:"data_dir"`
+	Storage     StorageConfig    `json:"storage"`
+	Requests    RequestConfig    `json:"requests"`
+	Policies    PoliciesConfig   `json:"policies"`
+	PagerDuty   *PagerDutyConfig `json:"pagerduty"`
+	Log         LogConfig        `json:"log"`
+}
+
+// PoliciesConfig is policies.
+type PoliciesConfig struct {
+	// Dir: empty means the bundle in etcd, or the one built into the binary.
+	Dir string `json:"dir"`
+	// Timeout bounds one evaluation.
+	Timeout string `json:"timeout"`
+}
+
+// PagerDutyConfig is pagerduty; absent disables the integration (and the
+// pagerduty built-ins then fail, so on-call policies wait for humans).
+type PagerDutyConfig struct {
+	APIKey     string `json:"api_key"`
+	APIKeyFile string `json:"api_key_file"`
+	APIURL     string `json:"api_url"`
+	FromEmail  string `json:"from_email"`
+	CacheTTL   string `json:"cache_ttl"`
+}
+
+// apiKey resolves the secret: inline, _file, or PAGERDUTY_API_KEY.
+func (p PagerDutyConfig) apiKey() (string, error) {
+	switch {
+	case p.APIKey != "":
+		return p.APIKey, nil
+	case p.APIKeyFile != "":
+		b, err := os.ReadFile(p.APIKeyFile)
+		if err != nil {
+			return "", fmt.Errorf("pagerduty.api_key_file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case os.Getenv("PAGERDUTY_API_KEY") != "":
+		return os.Getenv("PAGERDUTY_API_KEY"), nil
+	}
+	return "", fmt.Errorf("pagerduty: set api_key, api_key_file or PAGERDUTY_API_KEY")
 }
 
 // StorageConfig selects embedded or external etcd.
@@ -69,6 +106,7 @@ func defaultConfig() Config {
 		DataDir:     "/var/lib/gatehouse",
 		Storage:     StorageConfig{Etcd: EtcdConfig{Prefix: "/gatehouse/"}},
 		Requests:    RequestConfig{PendingTTL: "1h", MaxDuration: "12h"},
+		Policies:    PoliciesConfig{Timeout: "500ms"},
 		Log:         LogConfig{Level: "info", Format: "text"},
 	}
 }
