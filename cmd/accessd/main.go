@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/inventory"
 	"github.com/gatehouse-dev/gatehouse/pki"
+	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/server"
 	"github.com/gatehouse-dev/gatehouse/service"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -239,7 +240,11 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 	defer closeStore()
 
 	idx := inventory.New()
-	svc := service.New(scfg, st, idx, service.WithLogger(log))
+	policy, err := openPolicy(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	svc := service.New(scfg, st, idx, service.WithLogger(log), service.WithPolicy(policy, policies.CheckBundle))
 	createdAdmin, err := svc.Bootstrap(ctx)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)

@@ -52,6 +52,13 @@ func Start(t testing.TB) *Cluster {
 	return start(t, storetest.Embedded(t))
 }
 
+// StartWithPolicy runs a cluster whose requests are decided by the policy
+// engine, and which accepts bundles that check passes.
+func StartWithPolicy(t testing.TB, engine access.PolicyEngine, check func(access.PolicyBundle) error) *Cluster {
+	t.Helper()
+	return start(t, storetest.Embedded(t), service.WithPolicy(engine, check))
+}
+
 // StartDurable runs a cluster whose embedded etcd fsyncs as in production,
 // for benchmarks.
 func StartDurable(t testing.TB) *Cluster {
@@ -69,13 +76,13 @@ func StartDurable(t testing.TB) *Cluster {
 	return start(t, st)
 }
 
-func start(t testing.TB, st *store.Store) *Cluster {
+func start(t testing.TB, st *store.Store, opts ...service.Option) *Cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	idx := inventory.New()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := service.New(service.Config{ClusterName: Name}, st, idx, service.WithLogger(log))
+	svc := service.New(service.Config{ClusterName: Name}, st, idx, append([]service.Option{service.WithLogger(log)}, opts...)...)
 	if _, err := svc.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
