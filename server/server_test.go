@@ -409,3 +409,12 @@ func TestScheduledStart(t *testing.T) {
 		t.Fatalf("start in the past: %v", err)
 	}
 }
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -52,6 +52,13 @@ func Start(t testing.TB) *Cluster {
 	return start(t, storetest.Embedded(t))
 }
 
+// StartOnStore runs a cluster on st with a policy engine, for tests that
+// also wire something else to the same store.
+func StartOnStore(t testing.TB, st *store.Store, engine access.PolicyEngine, check func(access.PolicyBundle) error) *Cluster {
+	t.Helper()
+	return start(t, st, service.WithPolicy(engine, check))
+}
+
 // StartWithPolicy runs a cluster whose requests are decided by the policy
 // engine, and which accepts bundles that check passes.
 func StartWithPolicy(t testing.TB, engine access.PolicyEngine, check func(access.PolicyBundle) error) *Cluster {
