@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -141,7 +140,7 @@ func (s *Service) PushPolicy(ctx context.Context, c Caller, b access.PolicyBundl
 		return access.PolicyBundle{}, fmt.Errorf("%w: policy bundle is %d bytes, at most %d", access.ErrInvalid, n, access.MaxPolicyBundleBytes)
 	}
 	if s.checkBundle == nil {
-		return access.PolicyBundle{}, errors.New("no policy engine configured")
+		return access.PolicyBundle{}, fmt.Errorf("%w: this server has no policy engine", access.ErrInvalid)
 	}
 	if err := s.checkBundle(b); err != nil {
 		return access.PolicyBundle{}, fmt.Errorf("%w: %v", access.ErrInvalid, err)

@@ -252,3 +252,27 @@ func TestScriptingContract(t *testing.T) {
 		t.Fatalf("nowait create: %+v", created)
 	}
 }
+
+func TestPolicyAuthoringCommands(t *testing.T) {
+	_, admin, identity := setup(t)
+	admin.ok("", accessctlBin, "policy", "test", "../../policies/bundle")
+	admin.ok("", accessctlBin, "policy", "check", "../../policies/bundle")
+
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "bad.rego"), []byte("package gatehouse\n\ndeny contains x if {\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := admin.run("", accessctlBin, "policy", "check", bad)
+	if code != 1 || !strings.Contains(errOut, "bad.rego:") {
+		t.Fatalf("check of a broken bundle: exit %d, %q", code, errOut)
+	}
+	// The server refuses it too, naming the place, and nothing changes.
+	_, errOut, code = admin.run("", accessctlBin, "--identity", identity, "policy", "push", bad)
+	if code != 1 || !strings.Contains(errOut, "bad.rego:") {
+		t.Fatalf("push of a broken bundle: exit %d, %q", code, errOut)
+	}
+	_, errOut, code = admin.run("", accessctlBin, "--identity", identity, "policy", "show")
+	if code != 1 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("show after a refused push: exit %d, %q", code, errOut)
+	}
+}

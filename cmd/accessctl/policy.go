@@ -64,6 +64,7 @@ func policyCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(push, show)
+	cmd.AddCommand(policyDevCmds()...)
 	return cmd
 }
 

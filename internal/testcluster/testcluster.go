@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/inventory"
 	"github.com/gatehouse-dev/gatehouse/manifest"
 	"github.com/gatehouse-dev/gatehouse/pki"
+	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/server"
 	"github.com/gatehouse-dev/gatehouse/service"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -89,6 +90,18 @@ func start(t testing.TB, st *store.Store, opts ...service.Option) *Cluster {
 	t.Cleanup(cancel)
 	idx := inventory.New()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if len(opts) == 0 {
+		// As accessd: the built-in bundle, following pushes to the store.
+		engine, err := policies.New(policies.Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		live, err := policies.Follow(ctx, st, engine, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = []service.Option{service.WithPolicy(live, policies.CheckBundle)}
+	}
 	svc := service.New(service.Config{ClusterName: Name}, st, idx, append([]service.Option{service.WithLogger(log)}, opts...)...)
 	if _, err := svc.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
