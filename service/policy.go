@@ -153,6 +153,13 @@ func (s *Service) PushPolicy(ctx context.Context, c Caller, b access.PolicyBundl
 	return s.store.PutPolicyBundle(ctx, b, s.audit(c, "policy.push", "", OutcomeSuccess, "", map[string]any{"files": names, "bytes": b.Size()}))
 }
 
+// InstallPolicy stores a bundle on behalf of the host (the policies.dir
+// watcher), after the same check a push passes.
+func (s *Service) InstallPolicy(ctx context.Context, b access.PolicyBundle, source string) (access.PolicyBundle, error) {
+	system := Caller{User: access.User{Metadata: access.Metadata{Name: "system"}}, Source: source, Roles: access.RoleSet{Roles: []access.Role{BuiltinAdminRole()}}}
+	return s.PushPolicy(ctx, system, b)
+}
+
 // GetPolicy returns the bundle in force in etcd (rule policy:read);
 // ErrNotFound means the built-in default applies.
 func (s *Service) GetPolicy(ctx context.Context, c Caller) (access.PolicyBundle, error) {

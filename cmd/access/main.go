@@ -286,8 +286,17 @@ func createAndWait(ctx context.Context, g *globals, in api.CreateRequest, nowait
 			return err
 		}
 	} else {
-		fmt.Printf("Request %s created: %s\n", req.ID, req.State)
-		if len(req.SuggestedReviewers) > 0 {
+		fmt.Printf("Request %s created: %s", req.ID, req.State)
+		if req.State != access.StatePending && req.StateReason != "" {
+			fmt.Printf(": %s", req.StateReason)
+		} else if req.State == access.StatePending {
+			fmt.Printf(" (needs %s)", req.ProgressSummary())
+		}
+		fmt.Println()
+		if req.State == access.StateApproved && req.AccessExpires != nil {
+			fmt.Printf("Access to %s until %s.\n", strings.Join(req.GrantedRoles, ", "), req.AccessExpires.Local().Format(time.RFC3339))
+		}
+		if len(req.SuggestedReviewers) > 0 && req.State == access.StatePending {
 			fmt.Printf("Suggested reviewers: %s\n", strings.Join(req.SuggestedReviewers, ", "))
 		}
 	}

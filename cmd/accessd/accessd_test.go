@@ -185,3 +185,58 @@ func TestBadConfigIsNamed(t *testing.T) {
 		t.Fatalf("unknown key not named: %v\n%s", err, out)
 	}
 }
+
+// TestPolicyDirIsPushedByTheLeader: with policies.dir set, a valid change
+// of the folder is in force within 2 seconds; a change that does not
+// compile is refused and the bundle in force stays.
+func TestPolicyDirIsPushedByTheLeader(t *testing.T) {
+	dataDir, err := os.MkdirTemp("", "gh-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	policyDir := t.TempDir()
+	write := func(name, src string) {
+		if err := os.WriteFile(filepath.Join(policyDir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("freeze.rego", "package gatehouse\n\ndeny contains \"change freeze\" if { false }\n")
+	cfg := filepath.Join(t.TempDir(), "accessd.yaml")
+	if err := os.WriteFile(cfg, []byte("policies:\n  dir: "+policyDir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startDaemon(t, dataDir, freeAddr(t), "--config", cfg)
+	p := waitReady(t, dataDir)
+	c, _ := p.Client("")
+	ctx := context.Background()
+
+	inForce := func(want string, within time.Duration) (int64, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		for time.Since(start) < within {
+			if b, err := c.GetPolicy(ctx); err == nil && b.Files["freeze.rego"] == want {
+				return b.Revision, time.Since(start)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("bundle with %q not in force after %s", want, within)
+		return 0, 0
+	}
+	first, _ := inForce("package gatehouse\n\ndeny contains \"change freeze\" if { false }\n", 10*time.Second)
+
+	changed := "package gatehouse\n\ndeny contains \"change freeze\" if { true }\n"
+	write("freeze.rego", changed)
+	second, took := inForce(changed, 2*time.Second)
+	t.Logf("a change of policies.dir was in force after %s", took)
+	if second <= first {
+		t.Fatalf("revision %d after %d", second, first)
+	}
+
+	write("broken.rego", "package gatehouse\n\ndeny contains x if {\n")
+	time.Sleep(1500 * time.Millisecond)
+	b, err := c.GetPolicy(ctx)
+	if err != nil || b.Revision != second {
+		t.Fatalf("a broken change replaced the bundle: revision %d (want %d), %v", b.Revision, second, err)
+	}
+}

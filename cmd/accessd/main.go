@@ -303,6 +303,10 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 		}
 	}()
 
+	if cfg.Policies.Dir != "" {
+		go watchPolicyDir(ctx, cfg.Policies.Dir, st, svc, log)
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api := server.New(svc, log, reg, st.Ping, func(ctx context.Context) error {
