@@ -4,7 +4,9 @@ GO ?= go
 BIN := $(CURDIR)/bin
 DATA ?= $(CURDIR)/data
 ETCD_BIN := $(BIN)/etcd
+OPA_BIN := $(BIN)/opa
 export GATEHOUSE_ETCD_BIN := $(ETCD_BIN)
+export GATEHOUSE_OPA_BIN := $(OPA_BIN)
 
 .PHONY: all build run test test-deps bench lint fmt clean
 
@@ -20,6 +22,12 @@ $(ETCD_BIN): go.mod go.sum
 	@mkdir -p $(BIN)
 	$(GO) build -o $(ETCD_BIN) go.etcd.io/etcd/server/v3
 
+# Stock OPA of the version in go.mod: the shipped policies must pass
+# `opa test --capabilities policies/capabilities.json` too.
+$(OPA_BIN): go.mod go.sum
+	@mkdir -p $(BIN)
+	$(GO) build -o $(OPA_BIN) github.com/open-policy-agent/opa
+
 run: build
 	$(BIN)/accessd start --data-dir $(DATA) --cluster-name gatehouse.local --demo deploy/demo
 
@@ -28,7 +36,7 @@ run: build
 test-deps:
 	@./scripts/test-deps.sh
 
-test: test-deps $(ETCD_BIN)
+test: test-deps $(ETCD_BIN) $(OPA_BIN)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
