@@ -64,7 +64,7 @@ func policyCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(push, show)
-	cmd.AddCommand(policyDevCmds()...)
+	cmd.AddCommand(policyDevCmds(g)...)
 	return cmd
 }
 
