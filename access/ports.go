@@ -17,6 +17,7 @@ type Store interface {
 	RequestStore
 	AuditLog
 	PolicyStore
+	OutboxStore
 }
 
 // PolicyStore keeps the policy bundle in force, so that every replica
@@ -123,6 +124,11 @@ type RequestStore interface {
 	// again and calls fn again, so fn must be a pure function of the request.
 	// An error from fn aborts without writing and is returned as is.
 	UpdateRequest(ctx context.Context, id string, fn func(*Request) ([]AuditEvent, error)) (Request, error)
+	// CreateRequestFx and UpdateRequestFx are CreateRequest and
+	// UpdateRequest that also write outbox messages in the same
+	// transaction.
+	CreateRequestFx(ctx context.Context, r Request, fx Effects) (Request, error)
+	UpdateRequestFx(ctx context.Context, id string, fn func(*Request) (Effects, error)) (Request, error)
 	// WatchRequests streams request changes after fromRev (0: from now),
 	// with the same compaction rule as WatchResources.
 	WatchRequests(ctx context.Context, fromRev int64) <-chan RequestEvent

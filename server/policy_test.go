@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/integrations/pagerduty"
 	"github.com/gatehouse-dev/gatehouse/integrations/pagerduty/pagerdutytest"
 	"github.com/gatehouse-dev/gatehouse/internal/testcluster"
+	"github.com/gatehouse-dev/gatehouse/outbox"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store/storetest"
 )
@@ -213,5 +214,73 @@ func TestPolicyPushTakesEffect(t *testing.T) {
 	r, err := carol.CreateRequest(ctx, api.CreateRequest{Roles: []string{"dba"}, Reason: "ticket #1"})
 	if err != nil || r.State != access.StateDenied || r.Decision.BundleRevision != pushed.Revision {
 		t.Fatalf("after push: %s %+v %v", r.State, r.Decision, err)
+	}
+}
+
+// TestPolicyNotifyOpensOneIncident: a policy's notify.pagerduty is written
+// to the outbox with the request, and the worker opens exactly one
+// incident even when PagerDuty fails first and the delivery is retried.
+func TestPolicyNotifyOpensOneIncident(t *testing.T) {
+	pd := pagerdutytest.New(t)
+	dir, err := pagerduty.New(pagerduty.Config{APIKey: pd.Key, APIURL: pd.URL + "/", FromEmail: "gatehouse@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := policies.Default()
+	b.Files["notify.rego"] = []byte("package gatehouse\n\nnotify contains {\"platform\": \"pagerduty\", \"channel\": \"PSVC1\"} if { \"dba\" in input.request.roles }\n")
+	engine, err := policies.New(b, policies.WithOnCall(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testcluster.StartWithPolicy(t, engine, policies.CheckBundle)
+	c.Apply(policyRoles)
+	carol := c.Login("carol", "contractor")
+	ctx := context.Background()
+	r, err := carol.CreateRequest(ctx, api.CreateRequest{Roles: []string{"dba"}, Reason: "ticket #9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending, err := c.Store.ListOutbox(ctx, access.PlatformPagerDuty)
+	if err != nil || len(pending) != 1 || pending[0].RequestID != r.ID || pending[0].Target != "PSVC1" {
+		t.Fatalf("outbox = %+v, %v", pending, err)
+	}
+
+	now := time.Now()
+	w := &outbox.Worker{Store: c.Store, Platform: access.PlatformPagerDuty, Now: func() time.Time { return now },
+		Deliver: func(ctx context.Context, m access.OutboxMessage) error {
+			_, err := dir.CreateIncident(ctx, m.Target, m.Title, m.Body, m.ID)
+			return err
+		}}
+	pd.Set("500")
+	if n, err := w.RunOnce(ctx); err != nil || n != 0 {
+		t.Fatalf("delivery during an outage: %d, %v", n, err)
+	}
+	left, _ := c.Store.ListOutbox(ctx, access.PlatformPagerDuty)
+	if len(left) != 1 || left[0].Attempts != 1 || !left[0].NextAttempt.After(now) {
+		t.Fatalf("after a failed attempt: %+v", left)
+	}
+	pd.Set("")
+	if n, _ := w.RunOnce(ctx); n != 0 {
+		t.Fatal("delivered before its backoff ended")
+	}
+	// A worker that posted and died before recording it: the redelivery
+	// carries the same incident_key and finds that incident.
+	if _, err := dir.CreateIncident(ctx, left[0].Target, left[0].Title, left[0].Body, left[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute)
+	if n, err := w.RunOnce(ctx); err != nil || n != 1 {
+		t.Fatalf("delivery after the outage: %d, %v", n, err)
+	}
+	if n, _ := w.RunOnce(ctx); n != 0 {
+		t.Fatal("delivered twice")
+	}
+	incidents := pd.Incidents()
+	if len(incidents) != 1 {
+		t.Fatalf("incidents = %v", incidents)
+	}
+	evs, err := c.Admin.Audit(ctx, api.AuditQuery{RequestID: r.ID, Type: "notify.*"})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("audit of the notification = %+v, %v", evs, err)
 	}
 }

@@ -2,9 +2,12 @@ package service
 
 import (
 	"context"
+
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/gatehouse-dev/gatehouse/access"
 )
@@ -57,9 +60,9 @@ func nonNilMap(m map[string][]string) map[string][]string {
 // satisfy: never approved, never silently on the default threshold. The
 // decision, its input and the non-deterministic built-in results go into
 // the audit fields.
-func (s *Service) decide(ctx context.Context, c Caller, r *access.Request, resources []access.PolicyResource, now time.Time, fields map[string]any) {
+func (s *Service) decide(ctx context.Context, c Caller, r *access.Request, resources []access.PolicyResource, now time.Time, fields map[string]any) []access.OutboxMessage {
 	if s.policy == nil {
-		return
+		return nil
 	}
 	in := s.policyInput(c, r, resources, now)
 	fields["policy_input"] = in
@@ -70,7 +73,7 @@ func (s *Service) decide(ctx context.Context, c Caller, r *access.Request, resou
 		fields["decision"] = OutcomePolicyError
 		fields["policy_error"] = err.Error()
 		s.log.Warn("policy failed; the request waits for the fallback reviewers", "id", r.ID, "err", err)
-		return
+		return nil
 	}
 	fields["bundle_revision"] = d.BundleRevision
 	if len(d.NDCache) > 0 {
@@ -95,6 +98,27 @@ func (s *Service) decide(ctx context.Context, c Caller, r *access.Request, resou
 	if len(r.Decision.Reasons) > 0 {
 		fields["policy_reasons"] = r.Decision.Reasons
 	}
+	return s.notifications(r, d.Notify, now)
+}
+
+// notifications turns the policy's notify targets into outbox messages.
+// Chat targets are delivered by the bots' workers; PagerDuty targets open
+// an incident on the named service.
+func (s *Service) notifications(r *access.Request, targets []access.NotifyTarget, now time.Time) []access.OutboxMessage {
+	var out []access.OutboxMessage
+	for _, t := range targets {
+		if t.Platform != access.PlatformPagerDuty {
+			continue // chat delivery arrives with the bots
+		}
+		what := strings.Join(append(append([]string{}, r.Roles...), r.Resources...), ", ")
+		out = append(out, access.OutboxMessage{
+			ID: uuid.NewString(), Platform: access.PlatformPagerDuty, Kind: access.OutboxIncident, RequestID: r.ID,
+			Target: t.Channel, Created: now,
+			Title: fmt.Sprintf("Access request by %s for %s (%s)", r.User, what, r.State),
+			Body:  fmt.Sprintf("%s asks for %s for %s: %q.\nState: %s %s\nSee: access request show %s", r.User, what, r.Duration, r.Reason, r.State, r.StateReason, r.ID),
+		})
+	}
+	return out
 }
 
 // checkReview asks the policy's deny_review about one review. An error

@@ -97,13 +97,13 @@ func (s *Service) CreateRequest(ctx context.Context, c Caller, in CreateRequestI
 	fields := map[string]any{
 		"roles": req.Roles, "resources": req.Resources, "reason": req.Reason, "duration": req.Duration.String(),
 	}
-	s.decide(ctx, c, &req, found, now, fields)
+	notify := s.decide(ctx, c, &req, found, now, fields)
 	events := []access.AuditEvent{s.audit(c, "request.create", req.ID, OutcomeSuccess, "", fields)}
 	if req.State != access.StatePending {
 		policy := Caller{User: access.User{Metadata: access.Metadata{Name: access.PolicyAuthor}}, Source: c.Source}
 		events = append(events, s.stateEvents(policy, access.StatePending, &req)...)
 	}
-	created, err := s.store.CreateRequest(ctx, req, events...)
+	created, err := s.store.CreateRequestFx(ctx, req, access.Effects{Audit: events, Outbox: notify})
 	if err != nil {
 		return access.Request{}, fmt.Errorf("store request: %w", err)
 	}

@@ -69,11 +69,16 @@ func (s *Store) putObj(ctx context.Context, what, key string, v any, rev int64, 
 
 // createObj writes v at key unless the key exists.
 func (s *Store) createObj(ctx context.Context, what, key string, v any, guard []clientv3.Cmp, events []access.AuditEvent) (int64, error) {
+	return s.createObjFx(ctx, what, key, v, guard, access.Effects{Audit: events})
+}
+
+// createObjFx is createObj with outbox messages too.
+func (s *Store) createObjFx(ctx context.Context, what, key string, v any, guard []clientv3.Cmp, fx access.Effects) (int64, error) {
 	val, err := encode(v)
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", what, err)
 	}
-	ops, err := s.auditOps(events)
+	ops, err := s.effectOps(fx)
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", what, err)
 	}

@@ -16,11 +16,16 @@ func requestWhat(id string) string { return fmt.Sprintf("request %q", id) }
 
 // CreateRequest implements access.RequestStore.
 func (s *Store) CreateRequest(ctx context.Context, r access.Request, events ...access.AuditEvent) (access.Request, error) {
+	return s.CreateRequestFx(ctx, r, access.Effects{Audit: events})
+}
+
+// CreateRequestFx implements access.RequestStore.
+func (s *Store) CreateRequestFx(ctx context.Context, r access.Request, fx access.Effects) (access.Request, error) {
 	if err := checkName("request", r.ID); err != nil {
 		return r, err
 	}
 	r.Revision = 0
-	rev, err := s.createObj(ctx, requestWhat(r.ID), s.key(keyRequests, r.ID), r, nil, events)
+	rev, err := s.createObjFx(ctx, requestWhat(r.ID), s.key(keyRequests, r.ID), r, nil, fx)
 	r.Revision = rev
 	return r, err
 }
@@ -56,6 +61,15 @@ func (s *Store) ListRequests(ctx context.Context) ([]access.Request, error) {
 // read. A lost race re-runs fn on the value the winner wrote, which the
 // failed transaction returns, so a retry costs one round trip.
 func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*access.Request) ([]access.AuditEvent, error)) (access.Request, error) {
+	return s.UpdateRequestFx(ctx, id, func(r *access.Request) (access.Effects, error) {
+		events, err := fn(r)
+		return access.Effects{Audit: events}, err
+	})
+}
+
+// UpdateRequestFx implements access.RequestStore: UpdateRequest whose fn
+// also returns outbox messages, written in the same transaction.
+func (s *Store) UpdateRequestFx(ctx context.Context, id string, fn func(*access.Request) (access.Effects, error)) (access.Request, error) {
 	what := requestWhat(id)
 	if err := checkName("request", id); err != nil {
 		return access.Request{}, err
@@ -86,7 +100,7 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*access.Re
 		if err != nil {
 			return access.Request{}, fmt.Errorf("update %s: %w", what, err)
 		}
-		events, err := fn(&r)
+		fx, err := fn(&r)
 		if err != nil {
 			return access.Request{}, err
 		}
@@ -98,12 +112,12 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*access.Re
 		if err != nil {
 			return access.Request{}, fmt.Errorf("update %s: %w", what, err)
 		}
-		if val == before && len(events) == 0 {
+		if val == before && len(fx.Audit) == 0 && len(fx.Outbox) == 0 {
 			// Nothing changed: no write, no watch event.
 			r.Revision = kv.ModRevision
 			return r, nil
 		}
-		ops, err := s.auditOps(events)
+		ops, err := s.effectOps(fx)
 		if err != nil {
 			return access.Request{}, fmt.Errorf("update %s: %w", what, err)
 		}

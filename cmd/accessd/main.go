@@ -240,9 +240,16 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 	defer closeStore()
 
 	idx := inventory.New()
-	policy, err := openPolicy(ctx, cfg, st, log)
+	pd, err := openPagerDuty(cfg)
 	if err != nil {
 		return err
+	}
+	policy, err := openPolicy(ctx, cfg, st, pd, log)
+	if err != nil {
+		return err
+	}
+	if pd != nil {
+		go deliverPagerDuty(ctx, st, pd, log)
 	}
 	svc := service.New(scfg, st, idx, service.WithLogger(log), service.WithPolicy(policy, policies.CheckBundle))
 	createdAdmin, err := svc.Bootstrap(ctx)

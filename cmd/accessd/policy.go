@@ -12,41 +12,64 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/integrations/pagerduty"
+	"github.com/gatehouse-dev/gatehouse/outbox"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/service"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
+// openPagerDuty returns the PagerDuty directory, or nil when the
+// pagerduty section is absent.
+func openPagerDuty(cfg Config) (*pagerduty.Directory, error) {
+	if cfg.PagerDuty == nil {
+		return nil, nil
+	}
+	key, err := cfg.PagerDuty.apiKey()
+	if err != nil {
+		return nil, err
+	}
+	pcfg := pagerduty.Config{APIKey: key, APIURL: cfg.PagerDuty.APIURL, FromEmail: cfg.PagerDuty.FromEmail}
+	if cfg.PagerDuty.CacheTTL != "" {
+		if pcfg.CacheTTL, err = time.ParseDuration(cfg.PagerDuty.CacheTTL); err != nil {
+			return nil, fmt.Errorf("pagerduty.cache_ttl %q: %w", cfg.PagerDuty.CacheTTL, err)
+		}
+	}
+	dir, err := pagerduty.New(pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("pagerduty: %w", err)
+	}
+	return dir, nil
+}
+
 // openPolicy builds the engine with the bundle in etcd (or the built-in
 // default when none was pushed) and keeps it in step with etcd.
-func openPolicy(ctx context.Context, cfg Config, st *store.Store, log *slog.Logger) (*policies.Live, error) {
+func openPolicy(ctx context.Context, cfg Config, st *store.Store, pd *pagerduty.Directory, log *slog.Logger) (*policies.Live, error) {
 	timeout, err := time.ParseDuration(cfg.Policies.Timeout)
 	if err != nil || timeout <= 0 {
 		return nil, fmt.Errorf("policies.timeout %q: want a positive duration", cfg.Policies.Timeout)
 	}
 	opts := []policies.Option{policies.WithTimeout(timeout)}
-	if cfg.PagerDuty != nil {
-		key, err := cfg.PagerDuty.apiKey()
-		if err != nil {
-			return nil, err
-		}
-		pcfg := pagerduty.Config{APIKey: key, APIURL: cfg.PagerDuty.APIURL, FromEmail: cfg.PagerDuty.FromEmail}
-		if cfg.PagerDuty.CacheTTL != "" {
-			if pcfg.CacheTTL, err = time.ParseDuration(cfg.PagerDuty.CacheTTL); err != nil {
-				return nil, fmt.Errorf("pagerduty.cache_ttl %q: %w", cfg.PagerDuty.CacheTTL, err)
-			}
-		}
-		dir, err := pagerduty.New(pcfg)
-		if err != nil {
-			return nil, fmt.Errorf("pagerduty: %w", err)
-		}
-		opts = append(opts, policies.WithOnCall(dir))
+	if pd != nil {
+		opts = append(opts, policies.WithOnCall(pd))
 	}
 	engine, err := policies.New(policies.Default(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("built-in policy bundle: %w", err)
 	}
 	return policies.Follow(ctx, st, engine, log)
+}
+
+// deliverPagerDuty runs the PagerDuty outbox worker while this replica
+// holds its election: the incidents the policy's notify asked for.
+func deliverPagerDuty(ctx context.Context, st *store.Store, pd *pagerduty.Directory, log *slog.Logger) {
+	w := &outbox.Worker{Store: st, Platform: access.PlatformPagerDuty, Log: log,
+		Deliver: func(ctx context.Context, m access.OutboxMessage) error {
+			_, err := pd.CreateIncident(ctx, m.Target, m.Title, m.Body, m.ID)
+			return err
+		}}
+	if err := st.RunElected(ctx, "outbox-pagerduty", w.Run); err != nil && ctx.Err() == nil {
+		log.Error("pagerduty outbox worker stopped", "err", err)
+	}
 }
 
 // policyDirPoll is how often the policies.dir watcher looks for changes; a

@@ -1,0 +1,116 @@
+// Package outbox delivers the side effects that state changes write into
+// the etcd outbox in their own transaction: PagerDuty incidents now, chat
+// cards and DMs later. One worker per platform runs on the replica that
+// holds that platform's etcd election, so replicas do not deliver twice;
+// delivery is at least once, and each message's ID is the idempotency key
+// the platform sees, so a redelivery finds the first one.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/access"
+)
+
+// Backoff bounds. A platform outage delays delivery; it never drops a
+// message.
+const (
+	minBackoff   = time.Second
+	maxBackoff   = 5 * time.Minute
+	pollInterval = 500 * time.Millisecond
+)
+
+// RetryAfter is implemented by delivery errors that carry the platform's
+// own wait (HTTP 429 Retry-After).
+type RetryAfter interface {
+	RetryAfter() time.Duration
+}
+
+// Worker delivers one platform's messages.
+type Worker struct {
+	Store    access.OutboxStore
+	Platform string
+	// Deliver sends one message; an error means try again later.
+	Deliver func(ctx context.Context, m access.OutboxMessage) error
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// RunOnce delivers every due message once, oldest first, and reports how
+// many were delivered. Messages that fail get their next attempt pushed
+// back.
+func (w *Worker) RunOnce(ctx context.Context) (int, error) {
+	now := w.now()
+	msgs, err := w.Store.ListOutbox(ctx, w.Platform)
+	if err != nil {
+		return 0, err
+	}
+	delivered := 0
+	for _, m := range msgs {
+		if ctx.Err() != nil {
+			return delivered, ctx.Err()
+		}
+		if m.NextAttempt.After(now) {
+			continue
+		}
+		if err := w.Deliver(ctx, m); err != nil {
+			m.Attempts++
+			m.LastError = err.Error()
+			m.NextAttempt = now.Add(backoff(m.Attempts, err))
+			w.log().Warn("outbox delivery failed; will retry", "platform", w.Platform, "id", m.ID, "attempts", m.Attempts, "next", m.NextAttempt, "err", err)
+			if uerr := w.Store.UpdateOutbox(ctx, m); uerr != nil && !errors.Is(uerr, access.ErrConflict) {
+				return delivered, uerr
+			}
+			continue
+		}
+		ev := access.AuditEvent{Time: now, Type: "notify." + w.Platform, Actor: "system", RequestID: m.RequestID, Outcome: "success",
+			Source: "outbox", Fields: map[string]any{"kind": m.Kind, "target": m.Target, "outbox_id": m.ID, "attempts": m.Attempts + 1}}
+		if err := w.Store.DeleteOutbox(ctx, m, ev); err != nil && !errors.Is(err, access.ErrNotFound) {
+			return delivered, err
+		}
+		delivered++
+	}
+	return delivered, nil
+}
+
+// Run delivers until ctx ends (call it under the platform's election).
+func (w *Worker) Run(ctx context.Context) {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		if _, err := w.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			w.log().Warn("outbox pass failed", "platform", w.Platform, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func backoff(attempts int, err error) time.Duration {
+	var ra RetryAfter
+	if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+		return min(ra.RetryAfter(), maxBackoff)
+	}
+	d := minBackoff << min(attempts-1, 20)
+	return min(d, maxBackoff)
+}
+
+func (w *Worker) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+func (w *Worker) log() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.Default()
+}

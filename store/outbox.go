@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gatehouse-dev/gatehouse/access"
+)
+
+const keyOutbox = "outbox/"
+
+func (s *Store) outboxKey(m access.OutboxMessage) string {
+	return s.key(keyOutbox, m.Platform, "/", m.ID)
+}
+
+// effectOps are the puts of the audit events and outbox messages of a
+// state change.
+func (s *Store) effectOps(fx access.Effects) ([]clientv3.Op, error) {
+	ops, err := s.auditOps(fx.Audit)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	for _, m := range fx.Outbox {
+		if m.ID == "" {
+			m.ID = uuid.NewString()
+		}
+		if m.Created.IsZero() {
+			m.Created = now
+		}
+		if m.Platform == "" || strings.ContainsAny(m.Platform+m.ID, "/\x00") {
+			return nil, fmt.Errorf("outbox message %q on %q: %w", m.ID, m.Platform, access.ErrInvalid)
+		}
+		m.Revision = 0
+		val, err := encode(m)
+		if err != nil {
+			return nil, fmt.Errorf("outbox message %s: %w", m.ID, err)
+		}
+		ops = append(ops, clientv3.OpPut(s.outboxKey(m), val))
+	}
+	return ops, nil
+}
+
+// ListOutbox implements access.OutboxStore.
+func (s *Store) ListOutbox(ctx context.Context, platform string) ([]access.OutboxMessage, error) {
+	var out []access.OutboxMessage
+	_, err := s.listObjs(ctx, "outbox "+platform, s.key(keyOutbox, platform, "/"), func(rev int64, dec func(any) error) error {
+		var m access.OutboxMessage
+		if err := dec(&m); err != nil {
+			return err
+		}
+		m.Revision = rev
+		out = append(out, m)
+		return nil
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, err
+}
+
+// UpdateOutbox implements access.OutboxStore.
+func (s *Store) UpdateOutbox(ctx context.Context, m access.OutboxMessage) error {
+	key, rev := s.outboxKey(m), m.Revision
+	m.Revision = 0
+	val, err := encode(m)
+	if err != nil {
+		return err
+	}
+	resp, err := s.txn(ctx, "update outbox "+m.ID, []clientv3.Cmp{unchanged(key, rev)}, []clientv3.Op{clientv3.OpPut(key, val)})
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("outbox message %s changed: %w", m.ID, access.ErrConflict)
+	}
+	return nil
+}
+
+// DeleteOutbox implements access.OutboxStore.
+func (s *Store) DeleteOutbox(ctx context.Context, m access.OutboxMessage, events ...access.AuditEvent) error {
+	return s.deleteObj(ctx, "outbox message "+m.ID, s.outboxKey(m), events)
+}
