@@ -7,6 +7,8 @@ ETCD_BIN := $(BIN)/etcd
 OPA_BIN := $(BIN)/opa
 export GATEHOUSE_ETCD_BIN := $(ETCD_BIN)
 export GATEHOUSE_OPA_BIN := $(OPA_BIN)
+# Tests that need a real database server fail instead of skipping.
+export GATEHOUSE_REQUIRE_SERVERS := 1
 
 .PHONY: all build run test test-deps bench lint fmt clean
 
@@ -28,8 +30,12 @@ $(OPA_BIN): go.mod go.sum
 	@mkdir -p $(BIN)
 	$(GO) build -o $(OPA_BIN) github.com/open-policy-agent/opa
 
+# The demo's key-encryption key lives beside ./data, never inside it.
+DEMO_KEK ?= $(CURDIR)/gatehouse-demo.kek
+
 run: build
-	$(BIN)/accessd start --data-dir $(DATA) --cluster-name gatehouse.local --demo deploy/demo
+	@test -f $(DEMO_KEK) || $(BIN)/accessd kek-generate $(DEMO_KEK)
+	$(BIN)/accessd start --data-dir $(DATA) --cluster-name gatehouse.local --kek-file $(DEMO_KEK) --demo deploy/demo
 
 # Installs what the tests need when it is missing (idempotent), then runs
 # every test, with -race for the packages with concurrency.

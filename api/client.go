@@ -420,3 +420,28 @@ func (c *Client) GetPolicy(ctx context.Context) (PolicyBundle, error) {
 	var out PolicyBundle
 	return out, c.do(ctx, http.MethodGet, "/v1/policy", nil, &out)
 }
+
+// IssueCredential asks for a credential of an approved grant.
+func (c *Client) IssueCredential(ctx context.Context, id string, in CredentialRequest) (Credential, error) {
+	var out Credential
+	return out, c.do(ctx, http.MethodPost, "/v1/requests/"+url.PathEscape(id)+"/credentials", in, &out)
+}
+
+// ExportCA returns what targets must trust for a CA type, e.g. the
+// TrustedUserCAKeys lines for ssh (unauthenticated: public material).
+func (c *Client) ExportCA(ctx context.Context, typ string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/ca/"+url.PathEscape(typ), nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return "", decodeResponse(resp, nil)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return string(b), err
+}

@@ -25,6 +25,8 @@ type (
 	// PolicyBundle is GET and PUT /v1/policy: the .rego files (and
 	// data.json) by name.
 	PolicyBundle = access.PolicyBundle
+	// Credential is the answer of POST /v1/requests/{id}/credentials.
+	Credential = access.IssuedCredential
 	// SearchResult is one entry of GET /v1/search.
 	SearchResult = access.SearchResult
 )
@@ -125,4 +127,16 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// CredentialRequest is the body of POST /v1/requests/{id}/credentials. Only
+// public material travels: the private key stays with the client.
+type CredentialRequest struct {
+	Kind      string `json:"kind"`                 // ssh | db | kube | desktop | app
+	PublicKey string `json:"public_key,omitempty"` // ssh: authorized_keys line
+	CSR       string `json:"csr,omitempty"`        // x509 kinds: PEM CSR
+	Resource  string `json:"resource,omitempty"`   // db, kube cluster, app, desktop
+	Login     string `json:"login,omitempty"`      // desktop login
+	DBUser    string `json:"db_user,omitempty"`
+	TTL       string `json:"ttl,omitempty"`
 }

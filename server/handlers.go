@@ -416,3 +416,31 @@ func (s *Server) handlePushPolicy(w http.ResponseWriter, r *http.Request, c serv
 	b, err := s.svc.PushPolicy(r.Context(), c, access.PolicyBundle{Files: in.Files})
 	answer(w, b, err)
 }
+
+func (s *Server) handleExportCA(w http.ResponseWriter, r *http.Request) {
+	out, err := s.svc.ExportCA(r.Context(), r.PathValue("type"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte(out))
+}
+
+func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request, c service.Caller) {
+	var in api.CredentialRequest
+	if err := decode(r, &in); err != nil {
+		writeError(w, err)
+		return
+	}
+	var ttl time.Duration
+	if in.TTL != "" {
+		var err error
+		if ttl, err = time.ParseDuration(in.TTL); err != nil || ttl < 0 {
+			writeError(w, fmt.Errorf("%w: ttl %q: want a Go duration such as 1h", access.ErrInvalid, in.TTL))
+			return
+		}
+	}
+	cred, err := s.svc.IssueCredential(r.Context(), c, r.PathValue("id"), service.CredentialInput{Kind: in.Kind, PublicKey: in.PublicKey, TTL: ttl})
+	answer(w, cred, err)
+}

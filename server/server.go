@@ -116,6 +116,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	})
 	open("POST /v1/login", s.handleLogin)
 	open("GET /v1/ca/tls", s.handleClusterCA)
+	open("GET /v1/ca/{type}", s.handleExportCA)
 
 	authed("GET /v1/status", s.handleStatus)
 	authed("POST /v1/requests", s.handleCreateRequest)
@@ -127,6 +128,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	authed("POST /v1/requests/{id}/drop", s.handleDrop)
 	authed("POST /v1/requests/drop", s.handleDropAll)
 	authed("POST /v1/requests/{id}/revoke", s.handleRevoke)
+	authed("POST /v1/requests/{id}/credentials", s.handleCredentials)
 	authed("GET /v1/events", s.handleEvents)
 	authed("GET /v1/search", s.handleSearch)
 

@@ -77,6 +77,8 @@ type Service struct {
 	policy access.PolicyEngine
 	// checkBundle compiles a bundle before it may be pushed.
 	checkBundle func(access.PolicyBundle) error
+	// issuer signs credentials; nil means none are issued.
+	issuer access.CredentialIssuer
 }
 
 // Option configures a Service.

@@ -18,8 +18,16 @@ type Config struct {
 	Storage     StorageConfig    `json:"storage"`
 	Requests    RequestConfig    `json:"requests"`
 	Policies    PoliciesConfig   `json:"policies"`
+	CA          CAConfig         `json:"ca"`
 	PagerDuty   *PagerDutyConfig `json:"pagerduty"`
 	Log         LogConfig        `json:"log"`
+}
+
+// CAConfig is ca.
+type CAConfig struct {
+	// KEKFile holds the key-encryption key of the CA keys; it must live
+	// outside data_dir. GATEHOUSE_KEK overrides it. Neither: no credentials.
+	KEKFile string `json:"kek_file"`
 }
 
 // PoliciesConfig is policies.

@@ -44,7 +44,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(startCmd(), adminIdentityCmd(), versionCmd())
+	root.AddCommand(startCmd(), adminIdentityCmd(), versionCmd(), kekGenerateCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "accessd:", err)
 		os.Exit(1)
@@ -56,7 +56,7 @@ func versionCmd() *cobra.Command {
 }
 
 type startFlags struct {
-	config, listen, dataDir, demo, clusterName string
+	config, listen, dataDir, demo, clusterName, kekFile string
 	etcdEndpoints                              []string
 }
 
@@ -84,6 +84,9 @@ func startCmd() *cobra.Command {
 			if fl.Changed("cluster-name") {
 				cfg.ClusterName = f.clusterName
 			}
+			if fl.Changed("kek-file") {
+				cfg.CA.KEKFile = f.kekFile
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return run(ctx, cfg, f.demo)
@@ -95,6 +98,7 @@ func startCmd() *cobra.Command {
 	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/gatehouse", "data directory (embedded etcd, admin identity)")
 	fl.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints (default: embedded etcd)")
 	fl.StringVar(&f.clusterName, "cluster-name", "", "cluster name used in resource IDs (default: host name)")
+	fl.StringVar(&f.kekFile, "kek-file", "", "key-encryption key of the CA keys, outside the data dir (or GATEHOUSE_KEK)")
 	fl.StringVar(&f.demo, "demo", "", "load demo roles, users and resources from this directory when missing")
 	return cmd
 }
@@ -251,7 +255,15 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 	if pd != nil {
 		go deliverPagerDuty(ctx, st, pd, log)
 	}
-	svc := service.New(scfg, st, idx, service.WithLogger(log), service.WithPolicy(policy, policies.CheckBundle))
+	authority, err := openAuthority(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	opts := []service.Option{service.WithLogger(log), service.WithPolicy(policy, policies.CheckBundle)}
+	if authority != nil {
+		opts = append(opts, service.WithIssuer(authority))
+	}
+	svc := service.New(scfg, st, idx, opts...)
 	createdAdmin, err := svc.Bootstrap(ctx)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/api"
+	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/inventory"
 	"github.com/gatehouse-dev/gatehouse/manifest"
 	"github.com/gatehouse-dev/gatehouse/pki"
@@ -102,6 +103,12 @@ func start(t testing.TB, st *store.Store, opts ...service.Option) *Cluster {
 		}
 		opts = []service.Option{service.WithPolicy(live, policies.CheckBundle)}
 	}
+	// A CA with a fresh key-encryption key, as accessd has with one set.
+	kek, err := ca.NewKEK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append(opts, service.WithIssuer(ca.NewAuthority(ca.NewManager(st, kek))))
 	svc := service.New(service.Config{ClusterName: Name}, st, idx, append([]service.Option{service.WithLogger(log)}, opts...)...)
 	if _, err := svc.Bootstrap(ctx); err != nil {
 		t.Fatal(err)

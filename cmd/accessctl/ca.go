@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-dev/gatehouse/cmd/internal/cliui"
+)
+
+func caCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "ca", Short: "Certificate authority material for targets"}
+	var typ string
+	export := &cobra.Command{
+		Use: "export --type ssh", Short: "Print what targets must trust (ssh: TrustedUserCAKeys lines)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if typ == "" {
+				return cliui.UsageError("--type is required")
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			out, err := c.ExportCA(cmd.Context(), typ)
+			if err != nil {
+				return err
+			}
+			fmt.Print(out)
+			return nil
+		},
+	}
+	export.Flags().StringVar(&typ, "type", "", "ssh (db, kube, desktop, app: coming)")
+	cmd.AddCommand(export)
+	return cmd
+}
