@@ -70,7 +70,7 @@ func CheckSSHPublicKey(pub ssh.PublicKey) error {
 			return fmt.Errorf("%w: SSH RSA key of %d bits: want %d to %d bits (or use ed25519)", access.ErrInvalid, bits, sshMinRSABits, sshMaxRSABits)
 		}
 		return nil
-	case ssh.KeyAlgoDSA:
+	case ssh.KeyAlgoDSA: //lint:ignore SA1019 named only to refuse it
 		return fmt.Errorf("%w: SSH key type %s (DSA) is not accepted: use ed25519, ECDSA or RSA of at least %d bits", access.ErrInvalid, t, sshMinRSABits)
 	default:
 		if _, isCert := pub.(*ssh.Certificate); isCert {

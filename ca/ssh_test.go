@@ -3,7 +3,8 @@ package ca
 import (
 	"bytes"
 	"crypto"
-	"crypto/dsa" //nolint:staticcheck // only to build a DSA public key that must be refused
+	//lint:ignore SA1019 only to build a DSA public key that must be refused
+	"crypto/dsa"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"

@@ -239,7 +239,7 @@ func IssueKubeCert(caSigner crypto.Signer, caCert *x509.Certificate, pub crypto.
 	rdns = append(rdns, pkix.RelativeDistinguishedNameSET{{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: user}})
 	rawSubject, err := asn1.Marshal(rdns)
 	if err != nil {
-		return nil, fmt.Errorf("Kubernetes subject: %w", err)
+		return nil, fmt.Errorf("kubernetes subject: %w", err)
 	}
 	return x509IssueLeaf(caSigner, caCert, pub, &x509.Certificate{
 		RawSubject:  rawSubject,
@@ -276,7 +276,7 @@ func IssueDesktopCert(caSigner crypto.Signer, caCert *x509.Certificate, pub cryp
 		return nil, fmt.Errorf("%w: Windows domain %q is not a DNS domain name", access.ErrInvalid, domain)
 	}
 	if sid != "" && !x509SIDPattern.MatchString(sid) {
-		return nil, fmt.Errorf("%w: Windows SID %q is not of the form S-1-5-21-...", access.ErrInvalid, sid)
+		return nil, fmt.Errorf("%w: Windows SID %q is not of the form S-1-5-21-N", access.ErrInvalid, sid)
 	}
 	u, err := url.Parse(crlURL)
 	if crlURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "ldap") || (u.Scheme == "http" && u.Host == "") {

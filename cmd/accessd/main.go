@@ -57,7 +57,7 @@ func versionCmd() *cobra.Command {
 
 type startFlags struct {
 	config, listen, dataDir, demo, clusterName, kekFile string
-	etcdEndpoints                              []string
+	etcdEndpoints                                       []string
 }
 
 func startCmd() *cobra.Command {
