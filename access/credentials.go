@@ -38,13 +38,41 @@ type IssuedCredential struct {
 	Principals  []string  `json:"principals,omitempty"`
 	NotBefore   time.Time `json:"not_before"`
 	NotAfter    time.Time `json:"not_after"`
+	// Resource is the database, cluster, app or desktop domain the
+	// credential is for (x509 and app kinds).
+	Resource string `json:"resource,omitempty"`
+	// Subject is who the credential names: the db user (CN), the
+	// Kubernetes user (CN), the JWT sub.
+	Subject string `json:"subject,omitempty"`
+	// Groups are the Kubernetes groups (O) of a kube certificate.
+	Groups []string `json:"groups,omitempty"`
+	// Server and ServerCAPEM are, for kube, the API server URL and the CA
+	// that signed its serving certificate (from the kube_cluster
+	// resource): what a kubeconfig needs besides the client key, which
+	// only the client holds. CAPEM is the cluster's Gatehouse client CA
+	// (the apiserver's --client-ca-file).
+	Server      string `json:"server,omitempty"`
+	ServerCAPEM string `json:"server_ca_pem,omitempty"`
 }
 
 // CredentialIssuer signs credentials with the CA keys (ca/).
 type CredentialIssuer interface {
 	IssueSSH(ctx context.Context, spec SSHCertSpec) (IssuedCredential, error)
-	// ExportSSH returns the TrustedUserCAKeys lines targets need.
-	ExportSSH(ctx context.Context) (string, error)
+	// IssueDB signs a client certificate with subject exactly CN=dbUser
+	// for the key of csrPEM, with the database's own CA; CAPEM is that
+	// CA's bundle (what ssl_ca_file / ssl_ca hold).
+	IssueDB(ctx context.Context, database string, csrPEM []byte, dbUser string, notBefore, notAfter time.Time) (IssuedCredential, error)
+	// IssueKube signs a Kubernetes client certificate (CN = user, O =
+	// groups) with the cluster's own CA; CAPEM is that CA's bundle.
+	// system:masters is always refused.
+	IssueKube(ctx context.Context, cluster string, csrPEM []byte, user string, groups []string, notBefore, notAfter time.Time) (IssuedCredential, error)
+	// IssueApp signs an ES256 JWT (aud = app); Certificate is the token
+	// and KeyID the kid that verifies it in the JWKS.
+	IssueApp(ctx context.Context, app, issuer, subject string, roles []string, traits map[string][]string, notBefore, notAfter time.Time) (IssuedCredential, error)
+	// ExportCA returns what targets of a CA must trust: TrustedUserCAKeys
+	// lines (ssh), a PEM bundle (db, kube, desktop: per resource), a JWKS
+	// (app). Public material only.
+	ExportCA(ctx context.Context, typ, resource string) (string, error)
 }
 
 // SSHGrant works out what an SSH certificate for a grant may say: the
@@ -83,4 +111,56 @@ func SSHGrant(granted RoleSet, nodes []Resource, roleRequest bool) (logins, host
 	sort.Strings(logins)
 	sort.Strings(hosts)
 	return logins, hosts, wildcard
+}
+
+// DBUserAllowed reports whether the granted roles let the holder connect
+// as dbUser: some role's allow.db_users lists it (or "*") and no role's
+// deny.db_users does (deny wins; "*" there denies every user). It also
+// returns the db users the grant allows, sorted, for error messages ("*"
+// among them when a role allows any).
+func DBUserAllowed(granted RoleSet, dbUser string) (ok bool, allowed []string) {
+	denied := map[string]bool{}
+	for _, r := range granted.Roles {
+		for _, u := range r.Spec.Deny.DBUsers {
+			denied[u] = true
+		}
+	}
+	for _, r := range granted.Roles {
+		for _, u := range r.Spec.Allow.DBUsers {
+			if u == "" || denied[u] || denied[Wildcard] || slices.Contains(allowed, u) {
+				continue
+			}
+			allowed = append(allowed, u)
+		}
+	}
+	sort.Strings(allowed)
+	if dbUser == "" || denied[dbUser] || denied[Wildcard] {
+		return false, allowed
+	}
+	return slices.Contains(allowed, dbUser) || slices.Contains(allowed, Wildcard), allowed
+}
+
+// KubeGroups returns the union of the granted roles' allow
+// kubernetes_groups minus every group a deny lists (deny wins; "*" there
+// denies all), sorted.
+func KubeGroups(granted RoleSet) []string {
+	denied := map[string]bool{}
+	for _, r := range granted.Roles {
+		for _, g := range r.Spec.Deny.KubernetesGroups {
+			denied[g] = true
+		}
+	}
+	var out []string
+	if denied[Wildcard] {
+		return nil
+	}
+	for _, r := range granted.Roles {
+		for _, g := range r.Spec.Allow.KubernetesGroups {
+			if g != "" && g != Wildcard && !denied[g] && !slices.Contains(out, g) {
+				out = append(out, g)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
