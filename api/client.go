@@ -427,10 +427,25 @@ func (c *Client) IssueCredential(ctx context.Context, id string, in CredentialRe
 	return out, c.do(ctx, http.MethodPost, "/v1/requests/"+url.PathEscape(id)+"/credentials", in, &out)
 }
 
-// ExportCA returns what targets must trust for a CA type, e.g. the
-// TrustedUserCAKeys lines for ssh (unauthenticated: public material).
-func (c *Client) ExportCA(ctx context.Context, typ string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/ca/"+url.PathEscape(typ), nil)
+// ExportCA returns what targets must trust for a CA type: the
+// TrustedUserCAKeys lines for ssh, the PEM bundle of one database, cluster
+// or Windows domain (resource) for db, kube and desktop, the JWKS for app
+// (unauthenticated: public material).
+func (c *Client) ExportCA(ctx context.Context, typ, resource string) (string, error) {
+	u := c.base + "/v1/ca/" + url.PathEscape(typ)
+	if resource != "" {
+		u += "?" + url.Values{"resource": {resource}}.Encode()
+	}
+	return c.getText(ctx, u)
+}
+
+// JWKS returns GET /.well-known/jwks.json: the app CA's public keys.
+func (c *Client) JWKS(ctx context.Context) (string, error) {
+	return c.getText(ctx, c.base+"/.well-known/jwks.json")
+}
+
+func (c *Client) getText(ctx context.Context, u string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "", err
 	}

@@ -15,19 +15,17 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/internal/sshdtest"
 )
 
 // ---- unit tests -----------------------------------------------------------
@@ -301,209 +299,7 @@ func TestIssueSSHRefusesBadRequests(t *testing.T) {
 
 // ---- real OpenSSH sshd ----------------------------------------------------
 
-const sshInstallHint = "install OpenSSH: scripts/test-deps.sh (or apt-get install -y openssh-server openssh-client)"
-
-// sshdBinary finds sshd; sshd re-executes itself, so the path is absolute.
-func sshdBinary(t testing.TB) string {
-	t.Helper()
-	p, err := exec.LookPath("sshd")
-	if err != nil {
-		p = "/usr/sbin/sshd"
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("sshd not found in PATH or at /usr/sbin/sshd: %s", sshInstallHint)
-		}
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
-
-// sshLogins returns a local account the certificates grant (the current
-// user: root in CI) and another existing account they do not.
-func sshLogins(t testing.TB) (granted, other string) {
-	t.Helper()
-	u, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"nobody", "daemon", "root"} {
-		if name == u.Username {
-			continue
-		}
-		if _, err := user.Lookup(name); err == nil {
-			return u.Username, name
-		}
-	}
-	t.Fatalf("no second local account (nobody, daemon or root) to test a refused login")
-	return "", ""
-}
-
-type sshLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *sshLogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *sshLogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-type sshdServer struct {
-	addr    string
-	hostKey ssh.PublicKey
-	log     *sshLogBuffer
-}
-
-// startSSHD runs a stock sshd on loopback that trusts caPubs for user
-// certificates. With principals (local user -> file content) it also sets
-// AuthorizedPrincipalsFile DIR/principals/%u, as a host taking host-scoped
-// principals does.
-func startSSHD(t *testing.T, caPubs []ssh.PublicKey, principals map[string]string) *sshdServer {
-	t.Helper()
-	bin := sshdBinary(t)
-	if os.Geteuid() == 0 {
-		// Privilege separation directory, missing in containers.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir := t.TempDir()
-
-	hostPriv, hostPub := sshTestEd25519(t)
-	block, err := ssh.MarshalPrivateKey(hostPriv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostKeyPath := filepath.Join(dir, "ssh_host_ed25519_key")
-	if err := os.WriteFile(hostKeyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var cas []byte
-	for _, k := range caPubs {
-		cas = append(cas, ssh.MarshalAuthorizedKey(k)...)
-	}
-	caPath := filepath.Join(dir, "trusted_user_ca_keys")
-	if err := os.WriteFile(caPath, cas, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var principalsLine string
-	if principals != nil {
-		pdir := filepath.Join(dir, "principals")
-		if err := os.Mkdir(pdir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for u, content := range principals {
-			if err := os.WriteFile(filepath.Join(pdir, u), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		principalsLine = "AuthorizedPrincipalsFile " + filepath.Join(pdir, "%u") + "\n"
-	}
-
-	for attempt := 1; ; attempt++ {
-		port := sshFreePort(t)
-		cfg := fmt.Sprintf(`ListenAddress 127.0.0.1:%d
-HostKey %s
-PidFile %s
-TrustedUserCAKeys %s
-%sAuthorizedKeysFile none
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AuthenticationMethods publickey
-PermitRootLogin prohibit-password
-UsePAM no
-StrictModes no
-UseDNS no
-PrintMotd no
-LogLevel VERBOSE
-`, port, hostKeyPath, filepath.Join(dir, "sshd.pid"), caPath, principalsLine)
-		cfgPath := filepath.Join(dir, "sshd_config")
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		// OpenSSH 9.8+ penalises sources with failed logins; the refusals
-		// this test provokes must not lock out the next case.
-		if exec.Command(bin, "-t", "-f", cfgPath, "-o", "PerSourcePenalties=no").Run() == nil {
-			if err := os.WriteFile(cfgPath, []byte(cfg+"PerSourcePenalties no\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if out, err := exec.Command(bin, "-t", "-f", cfgPath).CombinedOutput(); err != nil {
-			t.Fatalf("sshd -t: %v\n%s", err, out)
-		}
-
-		logs := &sshLogBuffer{}
-		cmd := exec.Command(bin, "-D", "-e", "-f", cfgPath)
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start sshd: %v", err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-
-		srv := &sshdServer{addr: fmt.Sprintf("127.0.0.1:%d", port), hostKey: hostPub, log: logs}
-		ready := false
-		deadline := time.Now().Add(10 * time.Second)
-	wait:
-		for time.Now().Before(deadline) {
-			select {
-			case err := <-exited:
-				if attempt < 3 && strings.Contains(logs.String(), "Bind to port") {
-					continue // port taken meanwhile: try another
-				}
-				t.Fatalf("sshd exited at start: %v\n%s", err, logs.String())
-			case <-time.After(20 * time.Millisecond):
-			}
-			if strings.Contains(logs.String(), "Server listening on") {
-				ready = true
-				break wait
-			}
-		}
-		if !ready {
-			if attempt < 3 && strings.Contains(logs.String(), "Bind to port") {
-				_ = cmd.Process.Kill()
-				<-exited
-				continue
-			}
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Fatalf("sshd did not start listening within 10s:\n%s", logs.String())
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-exited:
-			case <-time.After(5 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-			if t.Failed() {
-				t.Logf("sshd %s log:\n%s", srv.addr, logs.String())
-			}
-		})
-		return srv
-	}
-}
-
-func sshFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// ---- real OpenSSH sshd (internal/sshdtest) ------------------------------
 
 // sshStolenCertSigner presents a certificate it holds no private key for.
 type sshStolenCertSigner struct {
@@ -513,8 +309,8 @@ type sshStolenCertSigner struct {
 
 func (s sshStolenCertSigner) PublicKey() ssh.PublicKey { return s.cert }
 
-// run logs in as login with the certificate and runs `echo ok`.
-func (s *sshdServer) run(login string, cert *ssh.Certificate, userKey crypto.Signer) (string, error) {
+// sshRun logs in as login with the certificate and runs `echo ok`.
+func sshRun(s *sshdtest.Server, login string, cert *ssh.Certificate, userKey crypto.Signer) (string, error) {
 	us, err := ssh.NewSignerFromSigner(userKey)
 	if err != nil {
 		return "", err
@@ -523,14 +319,14 @@ func (s *sshdServer) run(login string, cert *ssh.Certificate, userKey crypto.Sig
 	if err != nil {
 		return "", err
 	}
-	return s.runWith(login, cs)
+	return sshRunWith(s, login, cs)
 }
 
-func (s *sshdServer) runWith(login string, cs ssh.Signer) (string, error) {
-	client, err := ssh.Dial("tcp", s.addr, &ssh.ClientConfig{
+func sshRunWith(s *sshdtest.Server, login string, cs ssh.Signer) (string, error) {
+	client, err := ssh.Dial("tcp", s.Addr, &ssh.ClientConfig{
 		User:            login,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(cs)},
-		HostKeyCallback: ssh.FixedHostKey(s.hostKey),
+		HostKeyCallback: ssh.FixedHostKey(s.HostKey),
 		Timeout:         10 * time.Second,
 	})
 	if err != nil {
@@ -546,9 +342,9 @@ func (s *sshdServer) runWith(login string, cs ssh.Signer) (string, error) {
 	return string(out), err
 }
 
-func sshMustLogIn(t *testing.T, s *sshdServer, login string, cert *ssh.Certificate, userKey crypto.Signer) {
+func sshMustLogIn(t *testing.T, s *sshdtest.Server, login string, cert *ssh.Certificate, userKey crypto.Signer) {
 	t.Helper()
-	out, err := s.run(login, cert, userKey)
+	out, err := sshRun(s, login, cert, userKey)
 	if err != nil {
 		t.Fatalf("login as %s with principals %q: %v", login, cert.ValidPrincipals, err)
 	}
@@ -557,9 +353,9 @@ func sshMustLogIn(t *testing.T, s *sshdServer, login string, cert *ssh.Certifica
 	}
 }
 
-func sshMustBeRefused(t *testing.T, s *sshdServer, login string, cert *ssh.Certificate, userKey crypto.Signer) {
+func sshMustBeRefused(t *testing.T, s *sshdtest.Server, login string, cert *ssh.Certificate, userKey crypto.Signer) {
 	t.Helper()
-	out, err := s.run(login, cert, userKey)
+	out, err := sshRun(s, login, cert, userKey)
 	if err == nil {
 		t.Fatalf("login as %s with principals %q was admitted (output %q)", login, cert.ValidPrincipals, out)
 	}
@@ -592,9 +388,9 @@ func sshIssue(t *testing.T, caKey crypto.Signer, u sshTestUser, principals []str
 }
 
 func TestSSHCertificateAgainstSSHD(t *testing.T) {
-	granted, other := sshLogins(t)
+	granted, other := sshdtest.Logins(t)
 	caKey, caPub := sshTestEd25519(t)
-	srv := startSSHD(t, []ssh.PublicKey{caPub}, nil)
+	srv := sshdtest.Start(t, []ssh.PublicKey{caPub}, nil)
 	u := newSSHTestUser(t)
 
 	// A wildcard role: bare login plus the host-scoped ones.
@@ -634,7 +430,7 @@ func TestSSHCertificateAgainstSSHD(t *testing.T) {
 		// The thief presents a copy of u's certificate and signs with its
 		// own key (ssh.NewCertSigner would refuse to pair them).
 		stolen := sshStolenCertSigner{cert: sshIssue(t, caKey, u, principals, sshTestValidity(time.Hour)), Signer: ts}
-		out, err := srv.runWith(granted, stolen)
+		out, err := sshRunWith(srv, granted, stolen)
 		if err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
 			t.Fatalf("stolen certificate: output %q, err = %v; want an authentication refusal", out, err)
 		}
@@ -656,10 +452,10 @@ func TestSSHCertificateAgainstSSHD(t *testing.T) {
 }
 
 func TestSSHAuthorizedPrincipalsFileAgainstSSHD(t *testing.T) {
-	granted, _ := sshLogins(t)
+	granted, _ := sshdtest.Logins(t)
 	caKey, caPub := sshTestEd25519(t)
 	// hostb takes host-scoped principals only.
-	hostb := startSSHD(t, []ssh.PublicKey{caPub}, map[string]string{
+	hostb := sshdtest.Start(t, []ssh.PublicKey{caPub}, map[string]string{
 		granted: access.AuthorizedPrincipals("hostb", granted),
 	})
 	u := newSSHTestUser(t)
@@ -695,7 +491,7 @@ func TestSSHAuthorizedPrincipalsFileAgainstSSHD(t *testing.T) {
 }
 
 func TestSSHOtherCAKeyTypesAgainstSSHD(t *testing.T) {
-	granted, other := sshLogins(t)
+	granted, other := sshdtest.Logins(t)
 	rsaCA, err := rsa.GenerateKey(rand.Reader, 3072)
 	if err != nil {
 		t.Fatal(err)
@@ -718,7 +514,7 @@ func TestSSHOtherCAKeyTypesAgainstSSHD(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := startSSHD(t, []ssh.PublicKey{caSSH.PublicKey()}, nil)
+			srv := sshdtest.Start(t, []ssh.PublicKey{caSSH.PublicKey()}, nil)
 			// An ECDSA user key this time.
 			uk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			if err != nil {
@@ -810,7 +606,7 @@ func BenchmarkEd25519Sign(b *testing.B) {
 func BenchmarkSSHKeygenSign(b *testing.B) {
 	keygen, err := exec.LookPath("ssh-keygen")
 	if err != nil {
-		b.Fatalf("ssh-keygen not found: %s", sshInstallHint)
+		b.Fatalf("ssh-keygen not found: %s", sshdtest.InstallHint)
 	}
 	caKey, req := sshBenchRequest(b)
 	dir := b.TempDir()

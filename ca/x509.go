@@ -407,7 +407,7 @@ type kubeconfigCluster struct {
 	Name    string `json:"name"`
 	Cluster struct {
 		Server                   string `json:"server"`
-		CertificateAuthorityData []byte `json:"certificate-authority-data"`
+		CertificateAuthorityData []byte `json:"certificate-authority-data,omitempty"`
 	} `json:"cluster"`
 }
 
@@ -431,7 +431,9 @@ type kubeconfigContext struct {
 // for one cluster: the cluster entry with server and the embedded
 // certificate-authority-data, a user entry "<user>@<clusterName>" with the
 // embedded client certificate and key, and a context of the same name set
-// as current-context.
+// as current-context. An empty caPEM leaves certificate-authority-data out,
+// so kubectl verifies the API server with the system roots (a cluster
+// whose serving certificate is publicly trusted).
 func KubeconfigYAML(clusterName, server, caPEM string, user string, certPEM, keyPEM []byte) ([]byte, error) {
 	if err := x509CheckName("Kubernetes cluster name", clusterName); err != nil {
 		return nil, err
@@ -447,6 +449,9 @@ func KubeconfigYAML(clusterName, server, caPEM string, user string, certPEM, key
 		what, typ string
 		data      []byte
 	}{{"cluster CA", "CERTIFICATE", []byte(caPEM)}, {"client certificate", "CERTIFICATE", certPEM}, {"client key", "PRIVATE KEY", keyPEM}} {
+		if p.what == "cluster CA" && caPEM == "" {
+			continue
+		}
 		b, _ := pem.Decode(p.data)
 		if b == nil || !strings.HasSuffix(b.Type, p.typ) {
 			return nil, fmt.Errorf("%w: %s is not a PEM %s", access.ErrInvalid, p.what, p.typ)

@@ -129,7 +129,7 @@ func TestSSHCredentialsForAGrant(t *testing.T) {
 	if !strings.HasPrefix(cred.KeyID, "alice/"+r.ID) {
 		t.Fatalf("key id %q lacks the request id", cred.KeyID)
 	}
-	trusted, err := c.Anonymous().ExportCA(ctx, "ssh")
+	trusted, err := c.Anonymous().ExportCA(ctx, "ssh", "")
 	if err != nil {
 		t.Fatal(err)
 	}

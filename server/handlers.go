@@ -418,12 +418,29 @@ func (s *Server) handlePushPolicy(w http.ResponseWriter, r *http.Request, c serv
 }
 
 func (s *Server) handleExportCA(w http.ResponseWriter, r *http.Request) {
-	out, err := s.svc.ExportCA(r.Context(), r.PathValue("type"))
+	typ := r.PathValue("type")
+	out, err := s.svc.ExportCA(r.Context(), typ, r.URL.Query().Get("resource"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if typ == access.CATypeApp {
+		w.Header().Set("Content-Type", "application/json")
+	} else {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	_, _ = w.Write([]byte(out))
+}
+
+// handleJWKS serves the app CA's public keys as a JWKS (RFC 7517).
+func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	out, err := s.svc.ExportCA(r.Context(), access.CATypeApp, "")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
 	_, _ = w.Write([]byte(out))
 }
 
@@ -441,6 +458,8 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request, c ser
 			return
 		}
 	}
-	cred, err := s.svc.IssueCredential(r.Context(), c, r.PathValue("id"), service.CredentialInput{Kind: in.Kind, PublicKey: in.PublicKey, TTL: ttl})
+	cred, err := s.svc.IssueCredential(r.Context(), c, r.PathValue("id"), service.CredentialInput{
+		Kind: in.Kind, PublicKey: in.PublicKey, CSR: []byte(in.CSR), Resource: in.Resource, DBUser: in.DBUser, TTL: ttl,
+	})
 	answer(w, cred, err)
 }

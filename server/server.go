@@ -117,6 +117,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	open("POST /v1/login", s.handleLogin)
 	open("GET /v1/ca/tls", s.handleClusterCA)
 	open("GET /v1/ca/{type}", s.handleExportCA)
+	open("GET /.well-known/jwks.json", s.handleJWKS)
 
 	authed("GET /v1/status", s.handleStatus)
 	authed("POST /v1/requests", s.handleCreateRequest)

@@ -18,6 +18,9 @@ func WithIssuer(i access.CredentialIssuer) Option { return func(s *Service) { s.
 type CredentialInput struct {
 	Kind      string
 	PublicKey string        // ssh: the client's public key (authorized_keys line)
+	CSR       []byte        // db, kube: PEM certificate request of the client's key
+	Resource  string        // db, kube, app: the resource's name (optional when the grant covers one)
+	DBUser    string        // db: the database user, among the granted db_users
 	TTL       time.Duration // 0: as long as the grant and the roles allow
 }
 
@@ -29,10 +32,28 @@ type CredentialInput struct {
 func (s *Service) IssueCredential(ctx context.Context, c Caller, id string, in CredentialInput) (access.IssuedCredential, error) {
 	cred, err := s.issueCredential(ctx, c, id, in)
 	outcome, fields := OutcomeSuccess, map[string]any{"kind": in.Kind}
+	if in.Resource != "" {
+		fields["resource"] = in.Resource
+	}
+	if in.DBUser != "" {
+		fields["db_user"] = in.DBUser
+	}
 	if err != nil {
 		outcome, fields["error"] = OutcomeDenied, err.Error()
 	} else {
-		fields["serial"], fields["key_id"], fields["principals"] = cred.Serial, cred.KeyID, cred.Principals
+		fields["serial"], fields["key_id"] = cred.Serial, cred.KeyID
+		if len(cred.Principals) > 0 {
+			fields["principals"] = cred.Principals
+		}
+		if cred.Resource != "" {
+			fields["resource"] = cred.Resource
+		}
+		if cred.Subject != "" {
+			fields["subject"] = cred.Subject
+		}
+		if len(cred.Groups) > 0 {
+			fields["groups"] = cred.Groups
+		}
 		fields["not_after"] = cred.NotAfter.Format(time.RFC3339)
 	}
 	if aerr := s.store.AppendAudit(ctx, s.audit(c, "credential.issue", id, outcome, "", fields)); aerr != nil && err == nil {
@@ -71,7 +92,13 @@ func (s *Service) issueCredential(ctx context.Context, c Caller, id string, in C
 	switch in.Kind {
 	case access.CredentialSSH:
 		return s.issueSSH(ctx, c, r, granted, notBefore, notAfter, in)
-	case access.CredentialDB, access.CredentialKube, access.CredentialDesktop, access.CredentialApp:
+	case access.CredentialDB:
+		return s.issueDB(ctx, r, granted, notBefore, notAfter, in)
+	case access.CredentialKube:
+		return s.issueKube(ctx, c, r, granted, notBefore, notAfter, in)
+	case access.CredentialApp:
+		return s.issueApp(ctx, c, r, granted, notBefore, notAfter, in)
+	case access.CredentialDesktop:
 		return access.IssuedCredential{}, fmt.Errorf("%w: %s credentials are not issued by this server yet", access.ErrInvalid, in.Kind)
 	}
 	return access.IssuedCredential{}, fmt.Errorf("%w: kind %q: want ssh, db, kube, desktop or app", access.ErrInvalid, in.Kind)
@@ -160,13 +187,157 @@ func optionOn(granted access.RoleSet, get func(access.RoleOptions) *bool) bool {
 	return on
 }
 
-// ExportCA returns what targets must trust for a CA type (public).
-func (s *Service) ExportCA(ctx context.Context, typ string) (string, error) {
+// grantedResource picks the resource of kind a credential is for: the one
+// named, or the only one the grant covers. It must exist, and the grant
+// must reach it: for a resource request it is among the requested
+// resources (and the granted roles still reach it); for a role request
+// the granted roles reach it.
+func (s *Service) grantedResource(ctx context.Context, r access.Request, granted access.RoleSet, kind, name string) (access.Resource, error) {
+	what := map[string]string{access.KindDB: "database", access.KindKubeCluster: "Kubernetes cluster", access.KindApp: "app"}[kind]
+	flag := map[string]string{access.KindDB: "--db", access.KindKubeCluster: "--kube", access.KindApp: "--app"}[kind]
+	var candidates []access.Resource
+	if len(r.Resources) > 0 {
+		for _, raw := range r.Resources {
+			id, err := access.ParseResourceID(raw)
+			if err != nil || id.Kind != kind || id.Cluster != s.cfg.ClusterName || (name != "" && id.Name != name) {
+				continue
+			}
+			res, err := s.store.GetResource(ctx, kind, id.Name)
+			if errors.Is(err, access.ErrNotFound) {
+				continue // deleted since: grants nothing
+			}
+			if err != nil {
+				return access.Resource{}, err
+			}
+			if granted.CanAccess(res) {
+				candidates = append(candidates, res)
+			}
+		}
+	} else if name != "" {
+		res, err := s.store.GetResource(ctx, kind, name)
+		if err != nil && !errors.Is(err, access.ErrNotFound) {
+			return access.Resource{}, err
+		}
+		if err == nil && granted.CanAccess(res) {
+			candidates = append(candidates, res)
+		}
+	} else {
+		select {
+		case <-s.index.Ready():
+		case <-ctx.Done():
+			return access.Resource{}, ctx.Err()
+		}
+		candidates = s.index.Search(inventory.Query{Kind: kind, Allow: granted.CanAccess, Limit: 2})
+	}
+	switch {
+	case len(candidates) == 1:
+		return candidates[0], nil
+	case len(candidates) == 0 && name != "":
+		return access.Resource{}, fmt.Errorf("%w: the grant of request %s does not cover the %s %q", access.ErrForbidden, r.ID, what, name)
+	case len(candidates) == 0:
+		return access.Resource{}, fmt.Errorf("%w: the grant of request %s covers no %s", access.ErrForbidden, r.ID, what)
+	}
+	return access.Resource{}, fmt.Errorf("%w: the grant covers several %ss: name one (%s NAME)", access.ErrInvalid, what, flag)
+}
+
+func (s *Service) issueDB(ctx context.Context, r access.Request, granted access.RoleSet, nb, na time.Time, in CredentialInput) (access.IssuedCredential, error) {
+	if len(in.CSR) == 0 {
+		return access.IssuedCredential{}, fmt.Errorf("%w: csr is required for db", access.ErrInvalid)
+	}
+	if in.DBUser == "" {
+		return access.IssuedCredential{}, fmt.Errorf("%w: db_user is required for db (--db-user)", access.ErrInvalid)
+	}
+	res, err := s.grantedResource(ctx, r, granted, access.KindDB, in.Resource)
+	if err != nil {
+		return access.IssuedCredential{}, err
+	}
+	ok, allowed := access.DBUserAllowed(granted, in.DBUser)
+	if !ok {
+		list := "none"
+		if len(allowed) > 0 {
+			list = strings.Join(allowed, ", ")
+		}
+		return access.IssuedCredential{}, fmt.Errorf("%w: database user %q is not granted (the granted roles %s allow: %s)",
+			access.ErrForbidden, in.DBUser, strings.Join(r.GrantedRoles, ", "), list)
+	}
+	return s.issuer.IssueDB(ctx, res.Metadata.Name, in.CSR, in.DBUser, nb, na)
+}
+
+func (s *Service) issueKube(ctx context.Context, c Caller, r access.Request, granted access.RoleSet, nb, na time.Time, in CredentialInput) (access.IssuedCredential, error) {
+	if len(in.CSR) == 0 {
+		return access.IssuedCredential{}, fmt.Errorf("%w: csr is required for kube", access.ErrInvalid)
+	}
+	res, err := s.grantedResource(ctx, r, granted, access.KindKubeCluster, in.Resource)
+	if err != nil {
+		return access.IssuedCredential{}, err
+	}
+	cred, err := s.issuer.IssueKube(ctx, res.Metadata.Name, in.CSR, c.Name(), access.KubeGroups(granted), nb, na)
+	if err != nil {
+		return access.IssuedCredential{}, err
+	}
+	cred.Server, cred.ServerCAPEM = res.Spec.Server, res.Spec.CAPEM
+	return cred, nil
+}
+
+func (s *Service) issueApp(ctx context.Context, c Caller, r access.Request, granted access.RoleSet, nb, na time.Time, in CredentialInput) (access.IssuedCredential, error) {
+	res, err := s.grantedResource(ctx, r, granted, access.KindApp, in.Resource)
+	if err != nil {
+		return access.IssuedCredential{}, err
+	}
+	return s.issuer.IssueApp(ctx, res.Metadata.Name, s.cfg.ClusterName, c.Name(), granted.Names(), c.User.Spec.Traits, nb, na)
+}
+
+// ExportCA returns what targets must trust for a CA type (public):
+// TrustedUserCAKeys lines (ssh), the PEM bundle of one database, cluster
+// or Windows domain (db, kube, desktop), the JWKS (app). A per-resource
+// CA is exported only for a resource that exists, so anonymous callers
+// cannot make the server create CAs for names of their choosing.
+func (s *Service) ExportCA(ctx context.Context, typ, resource string) (string, error) {
 	if s.issuer == nil {
 		return "", fmt.Errorf("%w: this server has no certificate authority configured", access.ErrInvalid)
 	}
-	if typ != access.CATypeSSH {
-		return "", fmt.Errorf("%w: CA type %q: only ssh is exported by this server yet", access.ErrInvalid, typ)
+	switch typ {
+	case access.CATypeSSH, access.CATypeApp:
+		if resource != "" {
+			return "", fmt.Errorf("%w: the %s CA is not per resource; drop resource=%q", access.ErrInvalid, typ, resource)
+		}
+	case access.CATypeDB, access.CATypeKube:
+		if resource == "" {
+			return "", fmt.Errorf("%w: a %s CA belongs to one resource; name it (--resource NAME)", access.ErrInvalid, typ)
+		}
+		kind := access.KindDB
+		if typ == access.CATypeKube {
+			kind = access.KindKubeCluster
+		}
+		if _, err := s.store.GetResource(ctx, kind, resource); err != nil {
+			if errors.Is(err, access.ErrNotFound) {
+				return "", fmt.Errorf("%w: no %s resource %q", access.ErrNotFound, kind, resource)
+			}
+			return "", err
+		}
+	case access.CATypeDesktop:
+		if resource == "" {
+			return "", fmt.Errorf("%w: a desktop CA belongs to one Windows domain; name it (--resource DOMAIN)", access.ErrInvalid)
+		}
+		if err := s.requireDesktopDomain(ctx, resource); err != nil {
+			return "", err
+		}
+	default:
+		return "", fmt.Errorf("%w: CA type %q: want ssh, db, kube, desktop or app", access.ErrInvalid, typ)
 	}
-	return s.issuer.ExportSSH(ctx)
+	return s.issuer.ExportCA(ctx, typ, resource)
+}
+
+// requireDesktopDomain checks some windows_desktop resource is in domain.
+func (s *Service) requireDesktopDomain(ctx context.Context, domain string) error {
+	all, _, err := s.store.ListResources(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range all {
+		if r.Kind == access.KindWindowsDesktop && r.Spec.Domain == domain {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: no windows_desktop resource in domain %q", access.ErrNotFound, domain)
 }

@@ -48,7 +48,7 @@ func main() {
 	}
 	root.PersistentFlags().StringVar(&g.server, "server", os.Getenv("GATEHOUSE_SERVER"), "accessd URL (env GATEHOUSE_SERVER)")
 	root.PersistentFlags().StringVar(&g.format, "format", "text", "output: text or json")
-	root.AddCommand(loginCmd(&g), logoutCmd(), statusCmd(&g), requestCmd(&g), credsCmd(&g))
+	root.AddCommand(loginCmd(&g), logoutCmd(), statusCmd(&g), requestCmd(&g), credsCmd(&g), sshCmd(&g))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)

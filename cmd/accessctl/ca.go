@@ -10,9 +10,11 @@ import (
 
 func caCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "ca", Short: "Certificate authority material for targets"}
-	var typ string
+	var typ, resource string
 	export := &cobra.Command{
-		Use: "export --type ssh", Short: "Print what targets must trust (ssh: TrustedUserCAKeys lines)", Args: cobra.NoArgs,
+		Use:   "export --type ssh|db|kube|desktop|app [--resource NAME]",
+		Short: "Print what targets must trust (ssh: TrustedUserCAKeys lines; db, kube, desktop: the resource's PEM bundle; app: JWKS)",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if typ == "" {
 				return cliui.UsageError("--type is required")
@@ -21,7 +23,7 @@ func caCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, err := c.ExportCA(cmd.Context(), typ)
+			out, err := c.ExportCA(cmd.Context(), typ, resource)
 			if err != nil {
 				return err
 			}
@@ -29,7 +31,8 @@ func caCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	export.Flags().StringVar(&typ, "type", "", "ssh (db, kube, desktop, app: coming)")
+	export.Flags().StringVar(&typ, "type", "", "ssh, db, kube, desktop or app")
+	export.Flags().StringVar(&resource, "resource", "", "the database, Kubernetes cluster or Windows domain (db, kube, desktop)")
 	cmd.AddCommand(export)
 	return cmd
 }

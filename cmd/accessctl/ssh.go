@@ -56,4 +56,3 @@ where the file of each local login holds the line this command prints for it.`,
 	cmd.AddCommand(principals)
 	return cmd
 }
-
