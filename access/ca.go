@@ -58,3 +58,11 @@ type CAKeyStore interface {
 	// CAKeyPath is the etcd key of a set, which the seal binds to.
 	CAKeyPath(typ, resource string) string
 }
+
+// CARotator rotates CA keys in three phases so no target is ever left
+// untrusting: publish (new key exported beside the old, nothing signs with
+// it), switch (new credentials are signed with it), retire (the old key
+// leaves the export once everything it signed has expired).
+type CARotator interface {
+	RotateCA(ctx context.Context, typ, resource, phase string) (CAKeySet, error)
+}

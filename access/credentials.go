@@ -69,6 +69,14 @@ type CredentialIssuer interface {
 	// IssueApp signs an ES256 JWT (aud = app); Certificate is the token
 	// and KeyID the kid that verifies it in the JWKS.
 	IssueApp(ctx context.Context, app, issuer, subject string, roles []string, traits map[string][]string, notBefore, notAfter time.Time) (IssuedCredential, error)
+	// IssueDesktop signs a Windows smartcard-logon certificate (CN =
+	// login, UPN login@domain, the SID extension when sid is set, the CRL
+	// distribution point crlURL) for the key of csrPEM with the domain's
+	// own CA; CAPEM is that CA's bundle (what the NTAuth store trusts).
+	IssueDesktop(ctx context.Context, domain string, csrPEM []byte, login, sid, crlURL string, notBefore, notAfter time.Time) (IssuedCredential, error)
+	// CRL returns a signed, empty X.509 CRL (DER) of a per-resource X.509
+	// CA (desktop: the Windows domain), from its active key.
+	CRL(ctx context.Context, typ, resource string) ([]byte, error)
 	// ExportCA returns what targets of a CA must trust: TrustedUserCAKeys
 	// lines (ssh), a PEM bundle (db, kube, desktop: per resource), a JWKS
 	// (app). Public material only.
@@ -119,14 +127,29 @@ func SSHGrant(granted RoleSet, nodes []Resource, roleRequest bool) (logins, host
 // returns the db users the grant allows, sorted, for error messages ("*"
 // among them when a role allows any).
 func DBUserAllowed(granted RoleSet, dbUser string) (ok bool, allowed []string) {
+	return valueAllowed(granted, dbUser, func(c RoleConditions) []string { return c.DBUsers })
+}
+
+// DesktopLoginAllowed reports whether the granted roles let the holder log
+// on to a Windows desktop as login: some role's allow.windows_desktop_logins
+// lists it (or "*") and no role's deny does (deny wins; "*" there denies
+// every login). Roles of a RoleSet are already trait-expanded. It also
+// returns the logins the grant allows, sorted, for error messages.
+func DesktopLoginAllowed(granted RoleSet, login string) (ok bool, allowed []string) {
+	return valueAllowed(granted, login, func(c RoleConditions) []string { return c.WindowsDesktopLogins })
+}
+
+// valueAllowed is the allow/deny check of a list-valued role condition
+// (db_users, windows_desktop_logins): deny wins, "*" in a deny denies all.
+func valueAllowed(granted RoleSet, value string, list func(RoleConditions) []string) (ok bool, allowed []string) {
 	denied := map[string]bool{}
 	for _, r := range granted.Roles {
-		for _, u := range r.Spec.Deny.DBUsers {
+		for _, u := range list(r.Spec.Deny) {
 			denied[u] = true
 		}
 	}
 	for _, r := range granted.Roles {
-		for _, u := range r.Spec.Allow.DBUsers {
+		for _, u := range list(r.Spec.Allow) {
 			if u == "" || denied[u] || denied[Wildcard] || slices.Contains(allowed, u) {
 				continue
 			}
@@ -134,10 +157,10 @@ func DBUserAllowed(granted RoleSet, dbUser string) (ok bool, allowed []string) {
 		}
 	}
 	sort.Strings(allowed)
-	if dbUser == "" || denied[dbUser] || denied[Wildcard] {
+	if value == "" || denied[value] || denied[Wildcard] {
 		return false, allowed
 	}
-	return slices.Contains(allowed, dbUser) || slices.Contains(allowed, Wildcard), allowed
+	return slices.Contains(allowed, value) || slices.Contains(allowed, Wildcard), allowed
 }
 
 // KubeGroups returns the union of the granted roles' allow

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -235,6 +236,73 @@ func (a *Authority) IssueKube(ctx context.Context, cluster string, csrPEM []byte
 	}
 	cred.Groups = slices.Compact(slices.Sorted(slices.Values(groups)))
 	return cred, nil
+}
+
+// IssueDesktop signs a Windows smartcard-logon certificate for the CSR's
+// key with the Windows domain's own CA: CN = login, UPN login@domain,
+// smartcard-logon and clientAuth EKUs, the SID extension when sid is set
+// and the CRL distribution point crlURL (see IssueDesktopCert).
+func (a *Authority) IssueDesktop(ctx context.Context, domain string, csrPEM []byte, login, sid, crlURL string, notBefore, notAfter time.Time) (access.IssuedCredential, error) {
+	csr, err := ParseCSR(csrPEM)
+	if err != nil {
+		return access.IssuedCredential{}, err
+	}
+	if err := CheckCA(access.CATypeDesktop, domain); err != nil {
+		return access.IssuedCredential{}, err
+	}
+	signer, caCert, bundle, err := a.x509Signer(ctx, access.CATypeDesktop, domain, notAfter)
+	if err != nil {
+		return access.IssuedCredential{}, err
+	}
+	certPEM, err := IssueDesktopCert(signer, caCert, csr.PublicKey, login, domain, sid, crlURL, Validity{NotBefore: notBefore, NotAfter: notAfter})
+	if err != nil {
+		return access.IssuedCredential{}, err
+	}
+	cred, err := x509Issued(access.CredentialDesktop, domain, certPEM, bundle)
+	if err != nil {
+		return access.IssuedCredential{}, err
+	}
+	cred.Principals = []string{login + "@" + domain}
+	return cred, nil
+}
+
+// CRLLifetime is how far ahead a CRL's NextUpdate lies.
+const CRLLifetime = 24 * time.Hour
+
+// CRL returns an empty X.509 CRL (DER) signed by the active key of a
+// per-resource X.509 CA (db, kube, desktop), creating the CA when absent
+// (callers check the resource exists first). Nothing is revoked: Gatehouse
+// credentials are short-lived and end with the grant; the CRL exists
+// because Windows refuses smartcard logon when it cannot fetch one. Its
+// number is the Unix time, so it grows across replicas without state.
+func (a *Authority) CRL(ctx context.Context, typ, resource string) ([]byte, error) {
+	if err := CheckCA(typ, resource); err != nil {
+		return nil, err
+	}
+	if !caHasCert(typ) {
+		return nil, fmt.Errorf("%w: the %s CA is not an X.509 CA and has no CRL", access.ErrInvalid, typ)
+	}
+	if _, err := a.keys.Ensure(ctx, typ, resource); err != nil {
+		return nil, fmt.Errorf("%s: %w", caName(typ, resource), err)
+	}
+	signer, key, err := a.keys.Signer(ctx, typ, resource)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", caName(typ, resource), err)
+	}
+	caCert, err := KeyCertificate(key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", caName(typ, resource), err)
+	}
+	now := a.keys.now().UTC()
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:     big.NewInt(now.Unix()),
+		ThisUpdate: now,
+		NextUpdate: now.Add(CRLLifetime),
+	}, caCert, signer)
+	if err != nil {
+		return nil, fmt.Errorf("%s: sign CRL: %w", caName(typ, resource), err)
+	}
+	return der, nil
 }
 
 // IssueApp signs an ES256 JWT for app with the active app key; KeyID is

@@ -459,7 +459,7 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request, c ser
 		}
 	}
 	cred, err := s.svc.IssueCredential(r.Context(), c, r.PathValue("id"), service.CredentialInput{
-		Kind: in.Kind, PublicKey: in.PublicKey, CSR: []byte(in.CSR), Resource: in.Resource, DBUser: in.DBUser, TTL: ttl,
+		Kind: in.Kind, PublicKey: in.PublicKey, CSR: []byte(in.CSR), Resource: in.Resource, DBUser: in.DBUser, Login: in.Login, TTL: ttl,
 	})
 	answer(w, cred, err)
 }

@@ -18,9 +18,10 @@ func WithIssuer(i access.CredentialIssuer) Option { return func(s *Service) { s.
 type CredentialInput struct {
 	Kind      string
 	PublicKey string        // ssh: the client's public key (authorized_keys line)
-	CSR       []byte        // db, kube: PEM certificate request of the client's key
-	Resource  string        // db, kube, app: the resource's name (optional when the grant covers one)
+	CSR       []byte        // db, kube, desktop: PEM certificate request of the client's key
+	Resource  string        // db, kube, app, desktop: the resource's name (optional when the grant covers one)
 	DBUser    string        // db: the database user, among the granted db_users
+	Login     string        // desktop: the Windows login, among the granted windows_desktop_logins
 	TTL       time.Duration // 0: as long as the grant and the roles allow
 }
 
@@ -37,6 +38,9 @@ func (s *Service) IssueCredential(ctx context.Context, c Caller, id string, in C
 	}
 	if in.DBUser != "" {
 		fields["db_user"] = in.DBUser
+	}
+	if in.Login != "" {
+		fields["login"] = in.Login
 	}
 	if err != nil {
 		outcome, fields["error"] = OutcomeDenied, err.Error()
@@ -99,7 +103,7 @@ func (s *Service) issueCredential(ctx context.Context, c Caller, id string, in C
 	case access.CredentialApp:
 		return s.issueApp(ctx, c, r, granted, notBefore, notAfter, in)
 	case access.CredentialDesktop:
-		return access.IssuedCredential{}, fmt.Errorf("%w: %s credentials are not issued by this server yet", access.ErrInvalid, in.Kind)
+		return s.issueDesktop(ctx, c, r, granted, notBefore, notAfter, in)
 	}
 	return access.IssuedCredential{}, fmt.Errorf("%w: kind %q: want ssh, db, kube, desktop or app", access.ErrInvalid, in.Kind)
 }
@@ -193,8 +197,8 @@ func optionOn(granted access.RoleSet, get func(access.RoleOptions) *bool) bool {
 // resources (and the granted roles still reach it); for a role request
 // the granted roles reach it.
 func (s *Service) grantedResource(ctx context.Context, r access.Request, granted access.RoleSet, kind, name string) (access.Resource, error) {
-	what := map[string]string{access.KindDB: "database", access.KindKubeCluster: "Kubernetes cluster", access.KindApp: "app"}[kind]
-	flag := map[string]string{access.KindDB: "--db", access.KindKubeCluster: "--kube", access.KindApp: "--app"}[kind]
+	what := map[string]string{access.KindDB: "database", access.KindKubeCluster: "Kubernetes cluster", access.KindApp: "app", access.KindWindowsDesktop: "Windows desktop"}[kind]
+	flag := map[string]string{access.KindDB: "--db", access.KindKubeCluster: "--kube", access.KindApp: "--app", access.KindWindowsDesktop: "--desktop"}[kind]
 	var candidates []access.Resource
 	if len(r.Resources) > 0 {
 		for _, raw := range r.Resources {
@@ -285,6 +289,69 @@ func (s *Service) issueApp(ctx context.Context, c Caller, r access.Request, gran
 		return access.IssuedCredential{}, err
 	}
 	return s.issuer.IssueApp(ctx, res.Metadata.Name, s.cfg.ClusterName, c.Name(), granted.Names(), c.User.Spec.Traits, nb, na)
+}
+
+// WindowsSIDTrait is the user trait holding the user's Windows SID
+// (S-1-5-21-...); when set, desktop certificates carry it in the
+// KB5014754 strong-mapping extension.
+const WindowsSIDTrait = "windows_sid"
+
+// CRLPath is the path, under CRLBaseURL, of the CRL of a CA type and
+// resource (for desktop: the Windows domain).
+func CRLPath(typ, resource string) string { return "/crl/" + typ + "/" + resource + ".crl" }
+
+func (s *Service) issueDesktop(ctx context.Context, c Caller, r access.Request, granted access.RoleSet, nb, na time.Time, in CredentialInput) (access.IssuedCredential, error) {
+	if s.cfg.CRLBaseURL == "" {
+		return access.IssuedCredential{}, fmt.Errorf("%w: desktop credentials need a CRL that Windows can fetch over plain HTTP, and this server serves none: set crl_listen in the accessd config", access.ErrInvalid)
+	}
+	if len(in.CSR) == 0 {
+		return access.IssuedCredential{}, fmt.Errorf("%w: csr is required for desktop", access.ErrInvalid)
+	}
+	if in.Login == "" {
+		return access.IssuedCredential{}, fmt.Errorf("%w: login is required for desktop (--login)", access.ErrInvalid)
+	}
+	res, err := s.grantedResource(ctx, r, granted, access.KindWindowsDesktop, in.Resource)
+	if err != nil {
+		return access.IssuedCredential{}, err
+	}
+	if res.Spec.Domain == "" {
+		return access.IssuedCredential{}, fmt.Errorf("%w: windows_desktop %s has no spec.domain: ask an admin to set it; the certificate names login@domain", access.ErrInvalid, res.Metadata.Name)
+	}
+	ok, allowed := access.DesktopLoginAllowed(granted, in.Login)
+	if !ok {
+		list := "none"
+		if len(allowed) > 0 {
+			list = strings.Join(allowed, ", ")
+		}
+		return access.IssuedCredential{}, fmt.Errorf("%w: Windows login %q is not granted (the granted roles %s allow: %s)",
+			access.ErrForbidden, in.Login, strings.Join(r.GrantedRoles, ", "), list)
+	}
+	var sid string
+	if v := c.User.Spec.Traits[WindowsSIDTrait]; len(v) > 0 {
+		sid = v[0]
+	}
+	crlURL := strings.TrimRight(s.cfg.CRLBaseURL, "/") + CRLPath(access.CATypeDesktop, res.Spec.Domain)
+	return s.issuer.IssueDesktop(ctx, res.Spec.Domain, in.CSR, in.Login, sid, crlURL, nb, na)
+}
+
+// CRL returns the signed (empty) CRL, DER, of a Windows domain's desktop
+// CA. Only domains some windows_desktop resource is in have one, so
+// anonymous callers cannot make the server create CAs for names of their
+// choosing.
+func (s *Service) CRL(ctx context.Context, typ, resource string) ([]byte, error) {
+	if s.issuer == nil {
+		return nil, fmt.Errorf("%w: this server has no certificate authority configured", access.ErrNotFound)
+	}
+	if typ != access.CATypeDesktop {
+		return nil, fmt.Errorf("%w: CRLs are served for desktop CAs only, not %q", access.ErrNotFound, typ)
+	}
+	if resource == "" {
+		return nil, fmt.Errorf("%w: a desktop CRL belongs to one Windows domain", access.ErrInvalid)
+	}
+	if err := s.requireDesktopDomain(ctx, resource); err != nil {
+		return nil, err
+	}
+	return s.issuer.CRL(ctx, typ, resource)
 }
 
 // ExportCA returns what targets must trust for a CA type (public):

@@ -31,6 +31,11 @@ type Config struct {
 	SessionTTL time.Duration
 	// InviteTTL is how long an invite token can be used.
 	InviteTTL time.Duration
+	// CRLBaseURL is the plain-HTTP base URL (http://HOST:PORT) where
+	// accessd serves CRLs (crl_listen); desktop certificates point their
+	// CRL distribution point under it. Empty: no desktop credentials,
+	// since Windows refuses smartcard logon without a reachable CRL.
+	CRLBaseURL string
 }
 
 // Defaults from DESIGN.md.

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -27,29 +28,41 @@ type credsFlags struct {
 	out, ttl   string
 	db, dbUser string
 	kube, app  string
+	desktop    string
+	login      string
 }
 
 func credsCmd(g *globals) *cobra.Command {
 	var f credsFlags
 	cmd := &cobra.Command{
-		Use:   "creds ID [--out DIR] [--db NAME --db-user U | --kube NAME | --app NAME]",
+		Use:   "creds ID [--out DIR] [--db NAME --db-user U | --kube NAME | --app NAME | --desktop NAME --login L]",
 		Short: "Write the credentials of an approved grant; private keys are generated here and never leave this machine",
 		Long: `Write the credentials of an approved grant into DIR (default: the current one):
   (no target flag)       SSH: id_ed25519, id_ed25519.pub, id_ed25519-cert.pub
   --db NAME --db-user U  db.crt, db.key, db-ca.pem (subject CN=U, from the database's own CA)
   --kube NAME            kubeconfig (client certificate, key, and the cluster's server and CA)
-  --app NAME             app.jwt (ES256; verify with /.well-known/jwks.json)`,
+  --app NAME             app.jwt (ES256; verify with /.well-known/jwks.json)
+  --desktop NAME --login L
+                         desktop.crt, desktop.key (RSA-2048 smartcard-logon certificate for
+                         L@DOMAIN, from the Windows domain's own CA)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dbSet, kubeSet, appSet := cmd.Flags().Changed("db"), cmd.Flags().Changed("kube"), cmd.Flags().Changed("app")
+			desktopSet := cmd.Flags().Changed("desktop")
 			targets := 0
-			for _, on := range []bool{dbSet, kubeSet, appSet} {
+			for _, on := range []bool{dbSet, kubeSet, appSet, desktopSet} {
 				if on {
 					targets++
 				}
 			}
 			if targets > 1 {
-				return cliui.UsageError("name one target: --db, --kube or --app")
+				return cliui.UsageError("name one target: --db, --kube, --app or --desktop")
+			}
+			if f.login != "" && !desktopSet {
+				return cliui.UsageError("--login goes with --desktop NAME")
+			}
+			if desktopSet && f.login == "" {
+				return cliui.UsageError("--desktop needs --login L (one of the granted windows_desktop_logins)")
 			}
 			if f.dbUser != "" && !dbSet {
 				return cliui.UsageError("--db-user goes with --db NAME")
@@ -75,6 +88,8 @@ func credsCmd(g *globals) *cobra.Command {
 				return credsKube(ctx, g, c, id, f)
 			case appSet:
 				return credsApp(ctx, g, c, id, f)
+			case desktopSet:
+				return credsDesktop(ctx, g, c, id, f)
 			}
 			return credsSSH(ctx, g, c, id, f)
 		},
@@ -85,6 +100,8 @@ func credsCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&f.dbUser, "db-user", "", "database user the certificate names (CN), among the granted db_users")
 	cmd.Flags().StringVar(&f.kube, "kube", "", "kube_cluster resource: write kubeconfig")
 	cmd.Flags().StringVar(&f.app, "app", "", "app resource: write app.jwt")
+	cmd.Flags().StringVar(&f.desktop, "desktop", "", "windows_desktop resource: write desktop.crt and desktop.key")
+	cmd.Flags().StringVar(&f.login, "login", "", "Windows login the certificate names, among the granted windows_desktop_logins")
 	return cmd
 }
 
@@ -232,5 +249,50 @@ func credsApp(ctx context.Context, g *globals, c *api.Client, id string, f creds
 	}
 	fmt.Printf("Wrote %s, valid until %s for app %s.\nUse: curl -H \"Authorization: Bearer $(cat %s)\" ...\n",
 		paths[0], cred.NotAfter.Local().Format(time.RFC3339), cred.Resource, paths[0])
+	return nil
+}
+
+// newRSACSR is newCSR with an RSA-2048 key: Windows smartcard logon
+// (PKINIT) accepts RSA client keys on every domain controller version,
+// ECDSA only on some.
+func newRSACSR(cn string) (csrPEM, keyPEM []byte, err error) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.CertificateRequest{}
+	tmpl.Subject.CommonName = cn
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, k)
+	if err != nil {
+		return nil, nil, err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
+}
+
+func credsDesktop(ctx context.Context, g *globals, c *api.Client, id string, f credsFlags) error {
+	csr, key, err := newRSACSR(f.login)
+	if err != nil {
+		return err
+	}
+	cred, err := c.IssueCredential(ctx, id, api.CredentialRequest{Kind: "desktop", Resource: f.desktop, Login: f.login, CSR: string(csr), TTL: f.ttl})
+	if err != nil {
+		return err
+	}
+	paths, err := writeFiles(f.out,
+		outFile{"desktop.key", key, 0o600},
+		outFile{"desktop.crt", []byte(cred.Certificate), 0o644})
+	if err != nil {
+		return err
+	}
+	if g.format == "json" {
+		return cliui.JSON(os.Stdout, map[string]any{"files": paths, "credential": cred})
+	}
+	fmt.Printf("Wrote %s, valid until %s for %s (domain %s).\nThe domain must trust its CA: accessctl ca export --type desktop --resource %s\n",
+		strings.Join(paths, ", "), cred.NotAfter.Local().Format(time.RFC3339), strings.Join(cred.Principals, ", "), cred.Resource, cred.Resource)
 	return nil
 }

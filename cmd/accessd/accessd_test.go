@@ -240,3 +240,43 @@ func TestPolicyDirIsPushedByTheLeader(t *testing.T) {
 		t.Fatalf("a broken change replaced the bundle: revision %d (want %d), %v", b.Revision, second, err)
 	}
 }
+
+// TestWrongKEKRefusesToStart: a key-encryption key that does not open the
+// stored CA keys stops accessd with a clear error and overwrites nothing.
+func TestWrongKEKRefusesToStart(t *testing.T) {
+	dataDir, err := os.MkdirTemp("", "gh-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	keys := t.TempDir()
+	right, wrong := filepath.Join(keys, "right.kek"), filepath.Join(keys, "wrong.kek")
+	for _, f := range []string{right, wrong} {
+		if out, err := exec.Command(accessdBin, "kek-generate", f).CombinedOutput(); err != nil {
+			t.Fatalf("kek-generate: %v %s", err, out)
+		}
+	}
+	addr := freeAddr(t)
+	d := startDaemon(t, dataDir, addr, "--kek-file", right)
+	p := waitReady(t, dataDir)
+	c, _ := p.Client("")
+	ctx := context.Background()
+	exported, err := c.ExportCA(ctx, "ssh", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.stop(t)
+
+	out, err := exec.Command(accessdBin, "start", "--data-dir", dataDir, "--listen", addr, "--cluster-name", "test.local", "--kek-file", wrong).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "key-encryption key") {
+		t.Fatalf("start with the wrong KEK: %v\n%s", err, out)
+	}
+
+	startDaemon(t, dataDir, addr, "--kek-file", right)
+	p = waitReady(t, dataDir)
+	c, _ = p.Client("")
+	again, err := c.ExportCA(ctx, "ssh", "")
+	if err != nil || again != exported {
+		t.Fatalf("CA keys changed after a refused start: %v\n%s\n%s", err, exported, again)
+	}
+}

@@ -14,6 +14,7 @@ type Config struct {
 	ClusterName string           `json:"cluster_name"`
 	Listen      string           `json:"listen"`
 	PublicURL   string           `json:"public_url"`
+	CRLListen   string           `json:"crl_listen"` // plain-HTTP HOST:PORT for desktop CRLs; empty: none, and no desktop credentials
 	DataDir     string           `json:"data_dir"`
 	Storage     StorageConfig    `json:"storage"`
 	Requests    RequestConfig    `json:"requests"`

@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -183,12 +185,68 @@ func serviceConfig(cfg Config) (service.Config, error) {
 	if err := access.ValidName(cfg.ClusterName); err != nil {
 		return service.Config{}, fmt.Errorf("cluster_name: %w", err)
 	}
+	crlBase, err := crlBaseURL(cfg)
+	if err != nil {
+		return service.Config{}, err
+	}
 	return service.Config{
 		ClusterName:       cfg.ClusterName,
+		CRLBaseURL:        crlBase,
 		PendingTTL:        pending,
 		MaxDuration:       maxDur,
 		FallbackReviewers: access.ReviewerSelector{Roles: cfg.Requests.FallbackReviewers.Roles, Users: cfg.Requests.FallbackReviewers.Users},
 	}, nil
+}
+
+// crlBaseURL is where Windows fetches the desktop CRLs: http://HOST:PORT
+// of crl_listen. A wildcard host (0.0.0.0, ::, empty) is replaced by the
+// host of public_url, else this machine's host name, since a certificate
+// must name an address others can reach. Empty crl_listen: "".
+func crlBaseURL(cfg Config) (string, error) {
+	if cfg.CRLListen == "" {
+		return "", nil
+	}
+	host, port, err := net.SplitHostPort(cfg.CRLListen)
+	if err != nil || port == "" {
+		return "", fmt.Errorf("crl_listen %q: want HOST:PORT", cfg.CRLListen)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return "", fmt.Errorf("crl_listen %q: want HOST:PORT with a port number in 1-65535", cfg.CRLListen)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = ""
+		if u, err := url.Parse(cfg.PublicURL); err == nil && u.Hostname() != "" {
+			host = u.Hostname()
+		} else if h, _ := os.Hostname(); h != "" {
+			host = h
+		} else {
+			return "", fmt.Errorf("crl_listen %q: name the host Windows reaches (a wildcard address cannot go into certificates)", cfg.CRLListen)
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// serveCRL serves the desktop CRLs over plain HTTP on ln until ctx ends.
+func serveCRL(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) {
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(shut)
+	}()
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		log.Error("CRL listener stopped", "err", err)
+	}
 }
 
 // serverURL is the URL clients use, for identity files and printed hints.
@@ -236,6 +294,13 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
+	var crlLn net.Listener
+	if cfg.CRLListen != "" {
+		if crlLn, err = net.Listen("tcp", cfg.CRLListen); err != nil {
+			return fmt.Errorf("crl_listen %s: %w", cfg.CRLListen, err)
+		}
+		defer crlLn.Close()
+	}
 
 	st, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -336,6 +401,10 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 			return errors.New("resource index loading")
 		}
 	})
+	if crlLn != nil {
+		go serveCRL(ctx, crlLn, server.CRLHandler(svc), log)
+		log.Info("serving desktop CRLs over plain HTTP", "listen", crlLn.Addr().String(), "url", scfg.CRLBaseURL+"/crl/desktop/DOMAIN.crl")
+	}
 	log.Info("accessd serving", "url", serverURL(cfg), "cluster", cfg.ClusterName, "ca_pin", ca.Pin())
 	if demoDir != "" {
 		printDemoHelp(serverURL(cfg), idFile, ca.Pin())

@@ -85,8 +85,21 @@ func StartDurable(t testing.TB) *Cluster {
 	return start(t, st)
 }
 
+// StartWithConfig runs a cluster whose service has cfg (ClusterName is
+// always Name), e.g. a CRLBaseURL for desktop credentials.
+func StartWithConfig(t testing.TB, cfg service.Config) *Cluster {
+	t.Helper()
+	return startConfig(t, storetest.Embedded(t), cfg)
+}
+
 func start(t testing.TB, st *store.Store, opts ...service.Option) *Cluster {
 	t.Helper()
+	return startConfig(t, st, service.Config{}, opts...)
+}
+
+func startConfig(t testing.TB, st *store.Store, cfg service.Config, opts ...service.Option) *Cluster {
+	t.Helper()
+	cfg.ClusterName = Name
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	idx := inventory.New()
@@ -109,7 +122,7 @@ func start(t testing.TB, st *store.Store, opts ...service.Option) *Cluster {
 		t.Fatal(err)
 	}
 	opts = append(opts, service.WithIssuer(ca.NewAuthority(ca.NewManager(st, kek))))
-	svc := service.New(service.Config{ClusterName: Name}, st, idx, append([]service.Option{service.WithLogger(log)}, opts...)...)
+	svc := service.New(cfg, st, idx, append([]service.Option{service.WithLogger(log)}, opts...)...)
 	if _, err := svc.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
