@@ -28,6 +28,24 @@ type Profile struct {
 	CertPEM string    `json:"cert_pem,omitempty"`
 	KeyPEM  string    `json:"key_pem,omitempty"`
 	Expires time.Time `json:"expires"`
+
+	// ActiveRequest is the approved request `access login --request-id`
+	// switched to; empty means standing access. Its SSH credentials live
+	// in KeysDir(home, ActiveRequest). Rights still come from the standing
+	// roles: the grant only shapes the credentials minted for it.
+	ActiveRequest string    `json:"active_request,omitempty"`
+	ActiveRoles   []string  `json:"active_roles,omitempty"`
+	ActiveUntil   time.Time `json:"active_until,omitzero"`
+}
+
+// Active reports whether an elevated grant is set and not yet expired.
+func (p Profile) Active() bool {
+	return p.ActiveRequest != "" && (p.ActiveUntil.IsZero() || time.Now().Before(p.ActiveUntil))
+}
+
+// KeysDir is where the credentials of request id are kept in home.
+func KeysDir(home, id string) string {
+	return filepath.Join(home, "keys", id)
 }
 
 const fileName = "profile.json"

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/api"
 	"github.com/gatehouse-dev/gatehouse/ca"
@@ -106,30 +104,8 @@ func credsCmd(g *globals) *cobra.Command {
 }
 
 func credsSSH(ctx context.Context, g *globals, c *api.Client, id string, f credsFlags) error {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	cred, keyPath, err := writeSSHKey(ctx, c, id, f.out, f.ttl)
 	if err != nil {
-		return err
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return err
-	}
-	cred, err := c.IssueCredential(ctx, id, api.CredentialRequest{Kind: "ssh", PublicKey: string(ssh.MarshalAuthorizedKey(sshPub)), TTL: f.ttl})
-	if err != nil {
-		return err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "gatehouse "+cred.KeyID)
-	if err != nil {
-		return err
-	}
-	keyPath := filepath.Join(f.out, "id_ed25519")
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(keyPath+".pub", ssh.MarshalAuthorizedKey(sshPub), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(keyPath+"-cert.pub", []byte(cred.Certificate+"\n"), 0o644); err != nil {
 		return err
 	}
 	if g.format == "json" {

@@ -71,16 +71,37 @@ func (g *globals) client() (*api.Client, profile.Profile, error) {
 }
 
 func loginCmd(g *globals) *cobra.Command {
-	var user, invite, pin, reqRoles, reqReason string
+	var user, invite, pin, reqRoles, reqReason, requestID string
 	var passwordStdin, insecure, reqNowait bool
 	cmd := &cobra.Command{
-		Use:   "login --server URL --user NAME [--invite TOKEN] [--password-stdin]",
+		Use:   "login --server URL --user NAME [--invite TOKEN] [--password-stdin] [--request-id ID]",
 		Short: "Log in and keep a session certificate in $GATEHOUSE_HOME",
-		Args:  cobra.NoArgs,
+		Long: `Log in and keep a session certificate in $GATEHOUSE_HOME.
+
+With --request-id ID, switch the profile to an approved request of yours:
+its SSH credentials are written to $GATEHOUSE_HOME/keys/ID and access ssh
+uses it first; access request drop ID returns to standing access. A still
+valid session needs no password for that; with --password-stdin or
+--invite, the password login comes first.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			home := profile.Home()
 			old, _ := profile.Load(home)
+			if requestID != "" {
+				if reqRoles != "" {
+					return cliui.UsageError("--request-id switches to an existing grant; it does not go with --request-roles")
+				}
+				if err := checkRequestID(requestID); err != nil {
+					return err
+				}
+				// A valid session of the same user at the same server is
+				// enough: no password needed.
+				sameServer := g.server == "" || strings.TrimRight(g.server, "/") == strings.TrimRight(old.Server, "/")
+				if !passwordStdin && invite == "" && (user == "" || user == old.User) && sameServer && sessionValid(old) {
+					return elevate(ctx, g, requestID)
+				}
+			}
 			server := g.server
 			if server == "" {
 				server = old.Server
@@ -144,6 +165,12 @@ func loginCmd(g *globals) *cobra.Command {
 				caPEM = res.CAPEM
 			}
 			p := profile.Profile{Server: c.Server(), User: res.User, CAPEM: caPEM, CertPEM: res.CertPEM, KeyPEM: string(keyPEM), Expires: res.Expires}
+			if old.User == p.User && strings.TrimRight(old.Server, "/") == strings.TrimRight(p.Server, "/") {
+				// A new session keeps the grant it was switched to.
+				p.ActiveRequest, p.ActiveRoles, p.ActiveUntil = old.ActiveRequest, old.ActiveRoles, old.ActiveUntil
+			} else if old.ActiveRequest != "" {
+				_ = os.RemoveAll(profile.KeysDir(home, old.ActiveRequest))
+			}
 			if err := profile.Save(home, p); err != nil {
 				return err
 			}
@@ -153,6 +180,9 @@ func loginCmd(g *globals) *cobra.Command {
 				}
 			} else {
 				fmt.Printf("Logged in as %s at %s, valid until %s.\n", p.User, p.Server, p.Expires.Local().Format(time.RFC3339))
+			}
+			if requestID != "" {
+				return elevate(ctx, g, requestID)
 			}
 			if reqRoles == "" {
 				return nil
@@ -169,6 +199,7 @@ func loginCmd(g *globals) *cobra.Command {
 	f.StringVar(&reqRoles, "request-roles", "", "after login, request these roles")
 	f.StringVar(&reqReason, "request-reason", "", "reason for --request-roles")
 	f.BoolVar(&reqNowait, "request-nowait", false, "do not wait for the review of --request-roles")
+	f.StringVar(&requestID, "request-id", "", "switch to this approved request of yours (after the login, if there is one)")
 	return cmd
 }
 
@@ -231,6 +262,12 @@ func readPassword(fromStdin, newPassword bool) (string, error) {
 	return string(b), err
 }
 
+// sessionValid: the profile holds a session certificate that has not
+// expired.
+func sessionValid(p profile.Profile) bool {
+	return p.CertPEM != "" && p.KeyPEM != "" && (p.Expires.IsZero() || time.Now().Before(p.Expires))
+}
+
 func logoutCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "logout", Short: "Forget the session certificate", Args: cobra.NoArgs,
@@ -250,10 +287,20 @@ func statusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			active, activeText := activeStatus(cmd.Context(), c, p)
 			if g.format == "json" {
-				return cliui.JSON(os.Stdout, map[string]any{"server": p.Server, "user": st.User, "roles": st.Roles, "cluster_name": st.ClusterName, "ca_pin": st.CAPin, "expires": p.Expires})
+				out := map[string]any{"server": p.Server, "user": st.User, "roles": st.Roles, "cluster_name": st.ClusterName, "ca_pin": st.CAPin, "expires": p.Expires}
+				if active != nil {
+					out["active_request"] = active
+				}
+				return cliui.JSON(os.Stdout, out)
 			}
 			fmt.Printf("Server:   %s\nCluster:  %s\nUser:     %s\nRoles:    %s\nValid to: %s\n", p.Server, st.ClusterName, st.User, strings.Join(st.Roles, ", "), p.Expires.Local().Format(time.RFC3339))
+			if activeText != "" {
+				fmt.Printf("Grant:    %s\n", activeText)
+			} else {
+				fmt.Println("Grant:    none (standing access)")
+			}
 			return nil
 		},
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/api"
 	"github.com/gatehouse-dev/gatehouse/cmd/internal/cliui"
+	"github.com/gatehouse-dev/gatehouse/profile"
 )
 
 func requestCmd(g *globals) *cobra.Command {
@@ -234,22 +235,36 @@ func requestCancelCmd(g *globals) *cobra.Command {
 
 func requestDropCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use: "drop [ID|all]", Short: "Give an approved grant back (all: every one)", Args: cobra.MaximumNArgs(1),
+		Use: "drop [ID|all]", Short: "Give an approved grant back (all: every one); leaving the active grant returns to standing access", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := g.client()
+			c, p, err := g.client()
 			if err != nil {
 				return err
 			}
+			all := len(args) == 0 || args[0] == "all"
 			var dropped []api.Request
-			if len(args) == 0 || args[0] == "all" {
+			if all {
 				dropped, err = c.DropAll(cmd.Context())
 			} else {
 				var r api.Request
 				r, err = c.Drop(cmd.Context(), args[0])
 				dropped = []api.Request{r}
 			}
+			// Leave the active grant even when the server could not drop
+			// it (already ended, say): less privilege is the safe side.
+			left, lerr := leaveGrant(profile.Home(), p, args, all)
+			if left {
+				w := os.Stdout
+				if g.format == "json" {
+					w = os.Stderr
+				}
+				defer fmt.Fprintln(w, "Back to standing access.")
+			}
 			if err != nil {
 				return err
+			}
+			if lerr != nil {
+				return lerr
 			}
 			if g.format == "json" {
 				if dropped == nil {

@@ -106,7 +106,11 @@ func runSSH(ctx context.Context, g *globals, f sshFlags, dest string, command []
 		return err
 	}
 
-	grant, covered, err := findSSHGrant(ctx, c, p.User, t)
+	active := ""
+	if p.Active() {
+		active = p.ActiveRequest
+	}
+	grant, covered, err := findSSHGrant(ctx, c, p.User, active, t)
 	if err != nil {
 		return err
 	}
@@ -226,15 +230,23 @@ func findNode(ctx context.Context, c *api.Client, login, host string, port int) 
 	return t, nil
 }
 
-// findSSHGrant issues a certificate for the newest approved grant that
-// covers the target. covered lists the principals the grants give when
-// none covers it.
-func findSSHGrant(ctx context.Context, c *api.Client, user string, t sshTarget) (*sshGrant, []string, error) {
+// findSSHGrant issues a certificate for the approved grant that covers the
+// target: the active one (access login --request-id) first, then the
+// newest. covered lists the principals the grants give when none covers it.
+func findSSHGrant(ctx context.Context, c *api.Client, user, active string, t sshTarget) (*sshGrant, []string, error) {
 	reqs, err := c.ListRequests(ctx, string(access.StateApproved), user)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list your grants: %w", err)
 	}
-	slices.SortStableFunc(reqs, func(a, b api.Request) int { return b.Created.Compare(a.Created) })
+	slices.SortStableFunc(reqs, func(a, b api.Request) int {
+		if (a.ID == active) != (b.ID == active) {
+			if a.ID == active {
+				return -1
+			}
+			return 1
+		}
+		return b.Created.Compare(a.Created)
+	})
 	var covered []string
 	now := time.Now()
 	for _, r := range reqs {

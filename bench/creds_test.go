@@ -1,0 +1,127 @@
+package bench
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/api"
+	"github.com/gatehouse-dev/gatehouse/internal/testcluster"
+)
+
+const credRoles = `
+kind: role
+version: v1
+metadata: {name: ops}
+spec:
+  allow:
+    logins: [deploy]
+    node_labels: {env: prod}
+    db_labels: {env: prod}
+    db_users: [alice]
+  options: {max_session_ttl: 1h}
+---
+kind: role
+version: v1
+metadata: {name: ops-requester}
+spec: {allow: {request: {roles: [ops]}}}
+---
+kind: role
+version: v1
+metadata: {name: ops-reviewer}
+spec: {allow: {review_requests: {roles: [ops]}}}
+---
+kind: node
+version: v1
+metadata: {name: web-1, labels: {env: prod}}
+spec: {hostname: web-1.internal}
+---
+kind: db
+version: v1
+metadata: {name: orders, labels: {env: prod}}
+spec: {protocol: postgres, uri: "orders:5432"}
+`
+
+// approvedGrant returns alice's client and an approved grant of ops.
+func approvedGrant(b *testing.B) (*api.Client, string) {
+	c := testcluster.StartDurable(b)
+	c.Apply(credRoles)
+	alice, bob := c.Login("alice", "ops-requester"), c.Login("bob", "ops-reviewer")
+	ctx := context.Background()
+	r, err := alice.CreateRequest(ctx, api.CreateRequest{Roles: []string{"ops"}, Reason: "bench", Duration: "2h"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := bob.Review(ctx, r.ID, api.ReviewRequest{Verdict: access.VerdictApprove}); err != nil {
+		b.Fatal(err)
+	}
+	return alice, r.ID
+}
+
+// BenchmarkCredsSSH is `access creds ID` for SSH, end to end: a key pair
+// made on the client, the public key sent over mTLS, the grant checked,
+// the certificate signed and both files written.
+func BenchmarkCredsSSH(b *testing.B) {
+	alice, id := approvedGrant(b)
+	dir := b.TempDir()
+	ctx := context.Background()
+	var lat latencies
+	for b.Loop() {
+		start := time.Now()
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		sp, _ := ssh.NewPublicKey(pub)
+		cred, err := alice.IssueCredential(ctx, id, api.CredentialRequest{Kind: "ssh", PublicKey: string(ssh.MarshalAuthorizedKey(sp))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		block, _ := ssh.MarshalPrivateKey(priv, "")
+		writeFiles(b, dir, map[string][]byte{"id_ed25519": pem.EncodeToMemory(block), "id_ed25519-cert.pub": []byte(cred.Certificate)})
+		lat.add(time.Since(start))
+	}
+	lat.report(b)
+}
+
+// BenchmarkCredsDB is `access creds ID --db orders --db-user alice`, end
+// to end: P-256 key and CSR on the client, certificate from the
+// database's own CA, three files written.
+func BenchmarkCredsDB(b *testing.B) {
+	alice, id := approvedGrant(b)
+	dir := b.TempDir()
+	ctx := context.Background()
+	var lat latencies
+	for b.Loop() {
+		start := time.Now()
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "alice"}}, key)
+		cred, err := alice.IssueCredential(ctx, id, api.CredentialRequest{Kind: "db", Resource: "orders", DBUser: "alice",
+			CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+		writeFiles(b, dir, map[string][]byte{"db.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+			"db.crt": []byte(cred.Certificate), "db-ca.pem": []byte(cred.CAPEM)})
+		lat.add(time.Since(start))
+	}
+	lat.report(b)
+}
+
+func writeFiles(b *testing.B, dir string, files map[string][]byte) {
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
