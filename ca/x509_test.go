@@ -15,8 +15,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,68 +123,6 @@ func x5WantErr(t testing.TB, err, want error, contains ...string) {
 			t.Fatalf("error %q does not mention %q", err, c)
 		}
 	}
-}
-
-// x5ServerTLS makes what a test server presents: a server CA (not the
-// database CA: clients verify the server, the server verifies clients
-// against the database CA) and a serverAuth certificate for 127.0.0.1 and
-// localhost. Returns PEMs: server CA, server cert, server key.
-func x5ServerTLS(t testing.TB) (caPEM, certPEM, keyPEM []byte) {
-	t.Helper()
-	srvCA := x5NewCA(t, "test server CA")
-	k := x5Key(t, "p256")
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, srvCA.cert, k.Public(), srvCA.signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return srvCA.pem, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), x5KeyPEM(t, k)
-}
-
-func x5FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// x5Need finds a server binary; without it the test is skipped, or fails
-// when GATEHOUSE_REQUIRE_SERVERS=1 (make test), so a missing package cannot
-// pass silently there.
-func x5Need(t testing.TB, candidates ...string) string {
-	t.Helper()
-	for _, c := range candidates {
-		if strings.ContainsRune(c, '*') {
-			m, _ := filepath.Glob(c)
-			slices.Sort(m)
-			if len(m) > 0 {
-				return m[len(m)-1]
-			}
-			continue
-		}
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	msg := "needs " + strings.Join(candidates, " or ") + " (make test-deps installs it)"
-	if os.Getenv("GATEHOUSE_REQUIRE_SERVERS") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
 }
 
 func x5Verify(t testing.TB, cert *x509.Certificate, auth x5Authority, eku x509.ExtKeyUsage) {

@@ -13,6 +13,8 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 { command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd; } || need+=(mariadb-server)
 command -v mariadb >/dev/null || need+=(mariadb-client)
+# cmd/access/kubectl_e2e_test.go runs kubectl auth whoami (kubectl >= 1.26).
+command -v kubectl >/dev/null || need+=(kubernetes-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing: ${need[*]}; install them (apt-get install ${need[*]})" >&2
