@@ -59,7 +59,8 @@ func defaultAlgorithm(typ string) string {
 	return AlgECDSAP256
 }
 
-func allowedAlgorithm(typ, alg string) bool {
+// AlgorithmAllowed reports whether alg may be used for a new CA of typ.
+func AlgorithmAllowed(typ, alg string) bool {
 	switch typ {
 	case access.CATypeSSH:
 		return alg == AlgEd25519 || alg == AlgECDSAP256 || alg == AlgRSA3072
@@ -117,7 +118,7 @@ func WithClock(now func() time.Time) Option { return func(m *Manager) { m.now = 
 // that is not allowed, as it is a programming or config-validation error.
 func WithAlgorithm(typ, alg string) Option {
 	return func(m *Manager) {
-		if !allowedAlgorithm(typ, alg) {
+		if !AlgorithmAllowed(typ, alg) {
 			panic(fmt.Sprintf("ca: algorithm %q not allowed for CA type %q", alg, typ))
 		}
 		m.algs[typ] = alg

@@ -30,14 +30,21 @@ func openAuthority(ctx context.Context, cfg Config, st *store.Store, log *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
-	m := ca.NewManager(st, kek)
+	var mopts []ca.Option
+	if alg := cfg.CA.SSHAlgorithm; alg != "" {
+		if !ca.AlgorithmAllowed(access.CATypeSSH, alg) {
+			return nil, fmt.Errorf("ca.ssh_algorithm %q: want ed25519, ecdsa-p256 or rsa-3072", alg)
+		}
+		mopts = append(mopts, ca.WithAlgorithm(access.CATypeSSH, alg))
+	}
+	m := ca.NewManager(st, kek, mopts...)
 	for _, typ := range []string{access.CATypeSSH, access.CATypeApp} {
 		if err := m.Verify(ctx, typ, ""); err != nil && !errors.Is(err, access.ErrNotFound) {
 			return nil, fmt.Errorf("ca %s (key-encryption key from %s): %w", typ, source, err)
 		}
 	}
 	log.Info("certificate authority ready", "kek_from", source)
-	return ca.NewAuthority(m), nil
+	return ca.NewAuthority(m, ca.WithForbiddenKubeGroups(cfg.CA.ForbiddenKubeGroups...)), nil
 }
 
 func kekGenerateCmd() *cobra.Command {

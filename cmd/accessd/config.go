@@ -29,6 +29,11 @@ type CAConfig struct {
 	// KEKFile holds the key-encryption key of the CA keys; it must live
 	// outside data_dir. GATEHOUSE_KEK overrides it. Neither: no credentials.
 	KEKFile string `json:"kek_file"`
+	// SSHAlgorithm of a new SSH CA: ed25519 (default), ecdsa-p256 or rsa-3072.
+	SSHAlgorithm string `json:"ssh_algorithm"`
+	// ForbiddenKubeGroups are never put into a Kubernetes certificate,
+	// besides system:masters, which never is.
+	ForbiddenKubeGroups []string `json:"forbidden_kube_groups"`
 }
 
 // PoliciesConfig is policies.
