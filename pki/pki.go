@@ -167,7 +167,13 @@ func NewKeyAndCSR(user string) (keyPEM, csrPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate key: %w", err)
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: user}}, key)
+	return CSRFor(key, user)
+}
+
+// CSRFor makes a CSR with subject CN=cn for key, and returns the key as
+// PKCS#8 PEM beside it.
+func CSRFor(key crypto.Signer, cn string) (keyPEM, csrPEM []byte, err error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create csr: %w", err)
 	}
@@ -243,4 +249,37 @@ func randomSerial() *big.Int {
 		panic(fmt.Sprintf("crypto/rand failed: %v", err))
 	}
 	return n
+}
+
+// ServerPEM issues a server certificate like ServerCertificate and returns
+// it and its key as PEM, for servers configured with files (the test
+// databases).
+func (ca *CA) ServerPEM(hosts []string, now time.Time, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
+	c, err := ca.ServerCertificate(hosts, now, ttl)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("marshal server key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// ThrowawayServerTLS makes a new CA and a server certificate for 127.0.0.1
+// and localhost, valid for a day: what a test server needs. PEMs: CA,
+// certificate, key.
+func ThrowawayServerTLS(name string) (caPEM, certPEM, keyPEM []byte, err error) {
+	now := time.Now()
+	caPEM, caKeyPEM, err := NewCA(name, now)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ca, err := LoadCA(caPEM, caKeyPEM)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	certPEM, keyPEM, err = ca.ServerPEM([]string{"127.0.0.1", "localhost"}, now, 24*time.Hour)
+	return caPEM, certPEM, keyPEM, err
 }

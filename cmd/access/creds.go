@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +15,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/api"
 	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/cmd/internal/cliui"
+	"github.com/gatehouse-dev/gatehouse/pki"
 )
 
 // credsFlags are the targets of `access creds`: none means SSH.
@@ -119,22 +116,8 @@ func credsSSH(ctx context.Context, g *globals, c *api.Client, id string, f creds
 // newCSR generates an ECDSA P-256 key here and a CSR for it: only the CSR
 // travels. It returns the CSR and the key as PKCS#8 PEM.
 func newCSR(cn string) (csrPEM, keyPEM []byte, err error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.CertificateRequest{}
-	tmpl.Subject.CommonName = cn
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, k)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
+	keyPEM, csrPEM, err = pki.NewKeyAndCSR(cn)
+	return csrPEM, keyPEM, err
 }
 
 // outFile is one file `access creds` writes.
@@ -236,18 +219,8 @@ func newRSACSR(cn string) (csrPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	tmpl := &x509.CertificateRequest{}
-	tmpl.Subject.CommonName = cn
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, k)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
+	keyPEM, csrPEM, err = pki.CSRFor(k, cn)
+	return csrPEM, keyPEM, err
 }
 
 func credsDesktop(ctx context.Context, g *globals, c *api.Client, id string, f credsFlags) error {
