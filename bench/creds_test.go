@@ -2,12 +2,8 @@ package bench
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -19,6 +15,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/api"
 	"github.com/gatehouse-dev/gatehouse/internal/testcluster"
+	"github.com/gatehouse-dev/gatehouse/pki"
 )
 
 const credRoles = `
@@ -103,16 +100,15 @@ func BenchmarkCredsDB(b *testing.B) {
 	var lat latencies
 	for b.Loop() {
 		start := time.Now()
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "alice"}}, key)
-		cred, err := alice.IssueCredential(ctx, id, api.CredentialRequest{Kind: "db", Resource: "orders", DBUser: "alice",
-			CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
+		keyPEM, csrPEM, err := pki.NewKeyAndCSR("alice")
 		if err != nil {
 			b.Fatal(err)
 		}
-		keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-		writeFiles(b, dir, map[string][]byte{"db.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-			"db.crt": []byte(cred.Certificate), "db-ca.pem": []byte(cred.CAPEM)})
+		cred, err := alice.IssueCredential(ctx, id, api.CredentialRequest{Kind: "db", Resource: "orders", DBUser: "alice", CSR: string(csrPEM)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		writeFiles(b, dir, map[string][]byte{"db.key": keyPEM, "db.crt": []byte(cred.Certificate), "db-ca.pem": []byte(cred.CAPEM)})
 		lat.add(time.Since(start))
 	}
 	lat.report(b)

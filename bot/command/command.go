@@ -663,39 +663,56 @@ func parseState(v string) (string, error) {
 
 // show: show ID
 func (p *parser) show() (Command, error) {
-	cmd := Command{Kind: KindShow}
+	id, help, err := p.single(KindShow, "request ID", parseRequestID)
+	if help != nil || err != nil {
+		return orHelp(help, err)
+	}
+	if id == "" {
+		return Command{}, invalid("show needs a request ID: /access show ID")
+	}
+	return Command{Kind: KindShow, RequestID: id}, nil
+}
+
+// single reads the one positional argument of a subcommand (show ID,
+// login CODE) through parse. It answers a help request (--help, or "help"
+// alone) with the subcommand's help, refuses other flags and a second
+// argument, and returns "" when the argument is missing.
+func (p *parser) single(kind Kind, what string, parse func(string) (string, error)) (string, *Command, error) {
+	var arg string
 	for {
 		tok, ok, err := p.lx.next()
 		if err != nil {
-			return Command{}, err
+			return "", nil, err
 		}
 		if !ok {
-			break
+			return arg, nil, nil
 		}
 		if _, _, _, isFlag := flagName(tok); isFlag {
 			if _, _, help, err := p.flag(tok, nil); err != nil || help {
 				if help {
-					return Command{Kind: KindHelp, HelpTopic: string(KindShow)}, nil
+					return "", &Command{Kind: KindHelp, HelpTopic: string(kind)}, nil
 				}
-				return Command{}, err
+				return "", nil, err
 			}
 		}
-		if cmd.RequestID != "" {
-			return Command{}, invalid("show takes one request ID, got also %q", clip(tok.val))
+		if arg != "" {
+			return "", nil, invalid("%s takes one %s, got also %q", kind, what, clip(tok.val))
 		}
 		if isHelpWord(tok) && p.lx.atEnd() {
-			return Command{Kind: KindHelp, HelpTopic: string(KindShow)}, nil
+			return "", &Command{Kind: KindHelp, HelpTopic: string(kind)}, nil
 		}
-		id, err := parseRequestID(tok.val)
-		if err != nil {
-			return Command{}, err
+		if arg, err = parse(tok.val); err != nil {
+			return "", nil, err
 		}
-		cmd.RequestID = id
 	}
-	if cmd.RequestID == "" {
-		return Command{}, invalid("show needs a request ID: /access show ID")
+}
+
+// orHelp returns the help command or the error single produced.
+func orHelp(help *Command, err error) (Command, error) {
+	if err != nil {
+		return Command{}, err
 	}
-	return cmd, nil
+	return *help, nil
 }
 
 // review: approve ID [reason...] | deny ID reason...
@@ -837,39 +854,19 @@ var codeRe = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
 
 // login: login CODE
 func (p *parser) login() (Command, error) {
-	cmd := Command{Kind: KindLogin}
-	for {
-		tok, ok, err := p.lx.next()
-		if err != nil {
-			return Command{}, err
+	code, help, err := p.single(KindLogin, "code", func(v string) (string, error) {
+		if len(v) > maxCodeLen || !codeRe.MatchString(v) {
+			return "", invalid("%q is not a login code: copy the code that `access login --user NAME` printed", clip(v))
 		}
-		if !ok {
-			break
-		}
-		if _, _, _, isFlag := flagName(tok); isFlag {
-			_, _, help, err := p.flag(tok, nil)
-			if err != nil {
-				return Command{}, err
-			}
-			if help {
-				return Command{Kind: KindHelp, HelpTopic: string(KindLogin)}, nil
-			}
-		}
-		if cmd.Code != "" {
-			return Command{}, invalid("login takes one code, got also %q", clip(tok.val))
-		}
-		if isHelpWord(tok) && p.lx.atEnd() {
-			return Command{Kind: KindHelp, HelpTopic: string(KindLogin)}, nil
-		}
-		if len(tok.val) > maxCodeLen || !codeRe.MatchString(tok.val) {
-			return Command{}, invalid("%q is not a login code: copy the code that `access login --user NAME` printed", clip(tok.val))
-		}
-		cmd.Code = tok.val
+		return v, nil
+	})
+	if help != nil || err != nil {
+		return orHelp(help, err)
 	}
-	if cmd.Code == "" {
+	if code == "" {
 		return Command{}, invalid("login needs the code that `access login --user NAME` printed: /access login CODE")
 	}
-	return cmd, nil
+	return Command{Kind: KindLogin, Code: code}, nil
 }
 
 // help: help [TOPIC]

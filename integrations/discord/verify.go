@@ -22,18 +22,18 @@
 package discord
 
 import (
-	"bytes"
 	"container/heap"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/bot/webhook"
 )
 
 const (
@@ -60,7 +60,7 @@ var (
 	// ErrMalformed: an authentic body that is not an interaction with an id. 400.
 	ErrMalformed = errors.New("discord: malformed interaction")
 	// ErrTooLarge: the body exceeds MaxBodyBytes. 413.
-	ErrTooLarge = errors.New("discord: request body too large")
+	ErrTooLarge = webhook.ErrTooLarge
 	// ErrReplayCacheFull: the replay cache holds capacity unexpired ids, so a
 	// new one cannot be remembered; the interaction is refused rather than
 	// accepted unprotected. 503.
@@ -99,7 +99,7 @@ func VerifyInteraction(r *http.Request, publicKey ed25519.PublicKey, now time.Ti
 	}
 	signedAt := time.Unix(ts, 0)
 
-	body, err := readBody(r)
+	body, err := webhook.ReadBody(r, MaxBodyBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -136,22 +136,6 @@ func VerifyInteraction(r *http.Request, publicKey ed25519.PublicKey, now time.Ti
 	if err := seen.add(head.ID, now, until); err != nil {
 		return nil, err
 	}
-	return body, nil
-}
-
-func readBody(r *http.Request) ([]byte, error) {
-	if r.Body == nil {
-		return nil, nil
-	}
-	defer r.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("discord: reading request body: %w", err)
-	}
-	if len(body) > MaxBodyBytes {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxBodyBytes)
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
 	return body, nil
 }
 

@@ -17,17 +17,17 @@
 package slack
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/bot/webhook"
 )
 
 const (
@@ -51,7 +51,7 @@ var (
 	// or a badly wrong clock). Answer 401.
 	ErrStale = errors.New("slack: request timestamp outside the 5-minute window")
 	// ErrTooLarge: the body exceeds MaxBodyBytes. Answer 413.
-	ErrTooLarge = errors.New("slack: request body too large")
+	ErrTooLarge = webhook.ErrTooLarge
 )
 
 // VerifyRequest checks r's Slack signature against signingSecret and its
@@ -87,7 +87,7 @@ func VerifyRequest(r *http.Request, signingSecret string, now time.Time) ([]byte
 		return nil, fmt.Errorf("%w: timestamp is %s from now", ErrStale, skew.Round(time.Second))
 	}
 
-	body, err := readBody(r)
+	body, err := webhook.ReadBody(r, MaxBodyBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -99,22 +99,6 @@ func VerifyRequest(r *http.Request, signingSecret string, now time.Time) ([]byte
 	if !hmac.Equal(mac.Sum(nil), sig) {
 		return nil, fmt.Errorf("%w: HMAC mismatch", ErrBadSignature)
 	}
-	return body, nil
-}
-
-func readBody(r *http.Request) ([]byte, error) {
-	if r.Body == nil {
-		return nil, nil
-	}
-	defer r.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("slack: reading request body: %w", err)
-	}
-	if len(body) > MaxBodyBytes {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxBodyBytes)
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
 	return body, nil
 }
 
