@@ -18,6 +18,8 @@ type Store interface {
 	AuditLog
 	PolicyStore
 	OutboxStore
+	ChatStore
+	DeviceLoginStore
 }
 
 // PolicyStore keeps the policy bundle in force, so that every replica

@@ -23,6 +23,11 @@ const (
 	pollInterval = 500 * time.Millisecond
 )
 
+// ErrPermanent marks a delivery error no retry can fix (an unknown channel,
+// a revoked token scope): the message is dropped and the failure audited,
+// instead of being retried forever.
+var ErrPermanent = errors.New("permanent delivery failure")
+
 // RetryAfter is implemented by delivery errors that carry the platform's
 // own wait (HTTP 429 Retry-After).
 type RetryAfter interface {
@@ -37,6 +42,9 @@ type Worker struct {
 	Deliver func(ctx context.Context, m access.OutboxMessage) error
 	Log     *slog.Logger
 	Now     func() time.Time
+	// Wake, when set, signals new messages (store.WatchOutbox), so delivery
+	// starts at once; the poll remains for retries that come due.
+	Wake <-chan struct{}
 }
 
 // RunOnce delivers every due message once, oldest first, and reports how
@@ -56,7 +64,17 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		if m.NextAttempt.After(now) {
 			continue
 		}
-		if err := w.Deliver(ctx, m); err != nil {
+		err := w.Deliver(ctx, m)
+		if errors.Is(err, ErrPermanent) {
+			w.log().Error("outbox delivery failed for good; dropping the message", "platform", w.Platform, "id", m.ID, "kind", m.Kind, "request", m.RequestID, "err", err)
+			ev := access.AuditEvent{Time: now, Type: "notify." + w.Platform, Actor: "system", RequestID: m.RequestID, Outcome: "failure",
+				Source: "outbox", Message: err.Error(), Fields: map[string]any{"kind": m.Kind, "target": m.Target, "outbox_id": m.ID, "attempts": m.Attempts + 1}}
+			if err := w.Store.DeleteOutbox(ctx, m, ev); err != nil && !errors.Is(err, access.ErrNotFound) {
+				return delivered, err
+			}
+			continue
+		}
+		if err != nil {
 			m.Attempts++
 			m.LastError = err.Error()
 			m.NextAttempt = now.Add(backoff(m.Attempts, err))
@@ -88,6 +106,10 @@ func (w *Worker) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case _, ok := <-w.Wake:
+			if !ok {
+				w.Wake = nil // watch ended with ctx; keep polling until then
+			}
 		}
 	}
 }

@@ -115,6 +115,8 @@ func (s *Server) routes(reg *prometheus.Registry) {
 		_, _ = w.Write(api.OpenAPI)
 	})
 	open("POST /v1/login", s.handleLogin)
+	open("POST /v1/login/device", s.handleStartDeviceLogin)
+	open("POST /v1/login/device/redeem", s.handleRedeemDeviceLogin)
 	open("GET /v1/ca/tls", s.handleClusterCA)
 	open("GET /v1/ca/{type}", s.handleExportCA)
 	open("GET /.well-known/jwks.json", s.handleJWKS)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -123,20 +124,29 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 	if err != nil {
 		return fail(err, err.Error())
 	}
+	res, err := s.sessionCertificate(ctx, in.User, csr.PublicKey)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	ev := s.audit(c, "user.login", "", OutcomeSuccess, "", map[string]any{"method": method, "remote_addr": in.RemoteAddr, "expires": res.Expires.Format(time.RFC3339)})
+	if err := s.store.AppendAudit(ctx, ev); err != nil {
+		return LoginResult{}, fmt.Errorf("audit login: %w", err)
+	}
+	return res, nil
+}
+
+// sessionCertificate signs a session certificate for user over pub; every
+// way of logging in ends here.
+func (s *Service) sessionCertificate(ctx context.Context, user string, pub crypto.PublicKey) (LoginResult, error) {
 	ca, err := s.authority(ctx)
 	if err != nil {
 		return LoginResult{}, err
 	}
-	now := s.now()
-	certPEM, expires, err := ca.ClientCertificate(csr.PublicKey, in.User, now, s.cfg.SessionTTL)
+	certPEM, expires, err := ca.ClientCertificate(pub, user, s.now(), s.cfg.SessionTTL)
 	if err != nil {
 		return LoginResult{}, err
 	}
-	ev := s.audit(c, "user.login", "", OutcomeSuccess, "", map[string]any{"method": method, "remote_addr": in.RemoteAddr, "expires": expires.UTC().Format(time.RFC3339)})
-	if err := s.store.AppendAudit(ctx, ev); err != nil {
-		return LoginResult{}, fmt.Errorf("audit login: %w", err)
-	}
-	return LoginResult{User: in.User, CertPEM: string(certPEM), CAPEM: string(ca.CertPEM), Expires: expires.UTC()}, nil
+	return LoginResult{User: user, CertPEM: string(certPEM), CAPEM: string(ca.CertPEM), Expires: expires.UTC()}, nil
 }
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("gatehouse-dummy-password"), bcrypt.DefaultCost)

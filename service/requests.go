@@ -98,6 +98,7 @@ func (s *Service) CreateRequest(ctx context.Context, c Caller, in CreateRequestI
 		"roles": req.Roles, "resources": req.Resources, "reason": req.Reason, "duration": req.Duration.String(),
 	}
 	notify := s.decide(ctx, c, &req, found, now, fields)
+	notify = append(notify, s.chatCreated(&req, now)...)
 	events := []access.AuditEvent{s.audit(c, "request.create", req.ID, OutcomeSuccess, "", fields)}
 	if req.State != access.StatePending {
 		policy := Caller{User: access.User{Metadata: access.Metadata{Name: access.PolicyAuthor}}, Source: c.Source}
@@ -406,21 +407,27 @@ func (s *Service) ExpireDue(ctx context.Context) (int, error) {
 
 var errNothingToDo = errors.New("nothing to do")
 
-// update wraps store.UpdateRequest with the metric for state changes.
+// update wraps store.UpdateRequestFx: the chat notifications of the change
+// go into the same transaction, and the state change is logged.
 func (s *Service) update(ctx context.Context, id string, fn func(*access.Request) ([]access.AuditEvent, error)) (access.Request, error) {
 	if _, err := uuid.Parse(id); err != nil {
 		return access.Request{}, fmt.Errorf("%w: request id %q is not a UUID", access.ErrInvalid, id)
 	}
-	var before access.State
-	r, err := s.store.UpdateRequest(ctx, id, func(r *access.Request) ([]access.AuditEvent, error) {
-		before = r.State
-		return fn(r)
+	var before access.Request
+	r, err := s.store.UpdateRequestFx(ctx, id, func(r *access.Request) (access.Effects, error) {
+		before = *r
+		before.Reviews = slices.Clone(r.Reviews)
+		events, err := fn(r)
+		if err != nil {
+			return access.Effects{}, err
+		}
+		return access.Effects{Audit: events, Outbox: s.chatChanged(before, r, s.now().UTC())}, nil
 	})
 	if err != nil {
 		return access.Request{}, err
 	}
-	if r.State != before {
-		s.log.Info("request state changed", "id", r.ID, "from", before, "to", r.State)
+	if r.State != before.State {
+		s.log.Info("request state changed", "id", r.ID, "from", before.State, "to", r.State)
 	}
 	return r, nil
 }

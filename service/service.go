@@ -36,6 +36,8 @@ type Config struct {
 	// CRL distribution point under it. Empty: no desktop credentials,
 	// since Windows refuses smartcard logon without a reachable CRL.
 	CRLBaseURL string
+	// Chat routes request cards to the chat platforms.
+	Chat ChatConfig
 }
 
 // Defaults from DESIGN.md.

@@ -199,28 +199,21 @@ func (s *Store) ListUsers(ctx context.Context) ([]access.User, error) {
 	return out, err
 }
 
-// CreateUser implements access.ObjectStore.
+// CreateUser implements access.ObjectStore. The user's chat ids are
+// claimed in the same transaction (see writeUser).
 func (s *Store) CreateUser(ctx context.Context, u access.User, events ...access.AuditEvent) (access.User, error) {
-	name := u.Metadata.Name
-	if err := checkName("user", name); err != nil {
-		return u, err
-	}
 	u.Metadata.Revision = 0
-	rev, err := s.createObj(ctx, userWhat(name), s.key(keyUsers, name), u, nil, events)
+	rev, err := s.writeUser(ctx, u, writeCreate, events)
 	u.Metadata.Revision = rev
 	return u, err
 }
 
 // PutUser implements access.ObjectStore; a non-zero Metadata.Revision makes
-// it compare-and-swap as in PutRole.
+// it compare-and-swap as in PutRole. Chat ids are claimed and released in
+// the same transaction (see writeUser).
 func (s *Store) PutUser(ctx context.Context, u access.User, events ...access.AuditEvent) (access.User, error) {
-	name := u.Metadata.Name
-	if err := checkName("user", name); err != nil {
-		return u, err
-	}
 	rev := u.Metadata.Revision
-	u.Metadata.Revision = 0
-	newRev, err := s.putObj(ctx, userWhat(name), s.key(keyUsers, name), u, rev, events)
+	newRev, err := s.writeUser(ctx, u, writePut, events)
 	if err != nil {
 		u.Metadata.Revision = rev
 		return u, err
@@ -260,6 +253,17 @@ func (s *Store) DeleteUser(ctx context.Context, name string, lock access.Lock, e
 		if err != nil {
 			return err
 		}
+		uresp, err := s.get(ctx, "delete "+what, userKey)
+		if err != nil {
+			return err
+		}
+		if len(uresp.Kvs) == 0 {
+			return fmt.Errorf("delete %s: %w", what, access.ErrNotFound)
+		}
+		var old access.User
+		if err := decode(uresp.Kvs[0], &old); err != nil {
+			return fmt.Errorf("delete %s: %w", what, err)
+		}
 		ops := []clientv3.Op{
 			clientv3.OpDelete(userKey),
 			clientv3.OpDelete(s.key(keyPasswords, name)),
@@ -274,9 +278,12 @@ func (s *Store) DeleteUser(ctx context.Context, name string, lock access.Lock, e
 				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
 			}
 		}
+		for k := range s.chatIDKeys(&old) {
+			ops = append(ops, clientv3.OpDelete(k)) // release the chat ids
+		}
 		ops = append(ops, auditOps...)
 		cmps := []clientv3.Cmp{
-			present(userKey),
+			unchanged(userKey, uresp.Kvs[0].ModRevision),
 			clientv3.Compare(clientv3.ModRevision(tokPrefix), "<", resp.Header.Revision+1).WithPrefix(),
 		}
 		tresp, err := s.txn(ctx, "delete "+what, cmps, ops, clientv3.OpGet(userKey, clientv3.WithCountOnly()))
@@ -289,7 +296,7 @@ func (s *Store) DeleteUser(ctx context.Context, name string, lock access.Lock, e
 		if tresp.Responses[0].GetResponseRange().GetCount() == 0 {
 			return fmt.Errorf("delete %s: %w", what, access.ErrNotFound)
 		}
-		// tokens/ changed between the read and the write: read again.
+		// tokens/ or the user changed between the read and the write: read again.
 	}
 	return fmt.Errorf("delete %s: tokens kept changing, gave up after %d attempts: %w", what, maxAttempts, access.ErrConflict)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gatehouse-dev/gatehouse/access"
@@ -84,4 +85,30 @@ func (s *Store) UpdateOutbox(ctx context.Context, m access.OutboxMessage) error 
 // DeleteOutbox implements access.OutboxStore.
 func (s *Store) DeleteOutbox(ctx context.Context, m access.OutboxMessage, events ...access.AuditEvent) error {
 	return s.deleteObj(ctx, "outbox message "+m.ID, s.outboxKey(m), events)
+}
+
+// WatchOutbox signals (coalesced) whenever a message of platform is
+// written, so the delivery worker starts at once instead of at its next
+// poll. The channel closes when ctx ends.
+func (s *Store) WatchOutbox(ctx context.Context, platform string) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	signal := func() bool {
+		select {
+		case out <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+		return ctx.Err() == nil
+	}
+	go func() {
+		defer close(out)
+		s.watchPrefix(ctx, "outbox "+platform, s.key(keyOutbox, platform, "/"), 0,
+			func(ev *clientv3.Event) bool {
+				if ev.Type != clientv3.EventTypePut || ev.IsModify() {
+					return ctx.Err() == nil // deletes and retry bookkeeping
+				}
+				return signal()
+			},
+			func([]*mvccpb.KeyValue, int64) bool { return signal() })
+	}()
+	return out
 }

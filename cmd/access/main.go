@@ -72,22 +72,30 @@ func (g *globals) client() (*api.Client, profile.Profile, error) {
 
 func loginCmd(g *globals) *cobra.Command {
 	var user, invite, pin, reqRoles, reqReason, requestID string
-	var passwordStdin, insecure, reqNowait bool
+	var passwordStdin, insecure, reqNowait, chat bool
 	cmd := &cobra.Command{
-		Use:   "login --server URL --user NAME [--invite TOKEN] [--password-stdin] [--request-id ID]",
+		Use:   "login --server URL --user NAME [--chat | --invite TOKEN | --password-stdin] [--request-id ID]",
 		Short: "Log in and keep a session certificate in $GATEHOUSE_HOME",
 		Long: `Log in and keep a session certificate in $GATEHOUSE_HOME.
+
+With --chat, or an empty answer at the password prompt, no password is
+used: access prints a code to send as "/access login CODE" in Slack,
+Discord or Mattermost within 5 minutes, from the chat account mapped to
+NAME, and waits for that confirmation (Ctrl-C aborts).
 
 With --request-id ID, switch the profile to an approved request of yours:
 its SSH credentials are written to $GATEHOUSE_HOME/keys/ID and access ssh
 uses it first; access request drop ID returns to standing access. A still
-valid session needs no password for that; with --password-stdin or
---invite, the password login comes first.`,
+valid session needs no password for that; with --password-stdin,
+--invite or --chat, that login comes first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			home := profile.Home()
 			old, _ := profile.Load(home)
+			if err := checkChatFlags(chat, passwordStdin, invite); err != nil {
+				return err
+			}
 			if requestID != "" {
 				if reqRoles != "" {
 					return cliui.UsageError("--request-id switches to an existing grant; it does not go with --request-roles")
@@ -98,7 +106,7 @@ valid session needs no password for that; with --password-stdin or
 				// A valid session of the same user at the same server is
 				// enough: no password needed.
 				sameServer := g.server == "" || strings.TrimRight(g.server, "/") == strings.TrimRight(old.Server, "/")
-				if !passwordStdin && invite == "" && (user == "" || user == old.User) && sameServer && sessionValid(old) {
+				if !passwordStdin && invite == "" && !chat && (user == "" || user == old.User) && sameServer && sessionValid(old) {
 					return elevate(ctx, g, requestID)
 				}
 			}
@@ -129,9 +137,13 @@ valid session needs no password for that; with --password-stdin or
 			if err != nil {
 				return err
 			}
-			password, err := readPassword(passwordStdin, invite != "")
-			if err != nil {
-				return err
+			var password string
+			if !chat {
+				if password, err = readPassword(passwordStdin, invite != ""); err != nil {
+					return err
+				}
+				// An empty password at the prompt asks for the chat login.
+				chat = password == "" && !passwordStdin && invite == ""
 			}
 			c, err := api.New(cfg)
 			if err != nil {
@@ -157,7 +169,12 @@ valid session needs no password for that; with --password-stdin or
 			if err != nil {
 				return err
 			}
-			res, err := c.Login(ctx, api.LoginRequest{User: user, Password: password, InviteToken: invite, CSR: string(csrPEM)})
+			var res api.LoginResponse
+			if chat {
+				res, err = chatLogin(ctx, c, user, csrPEM, os.Stderr)
+			} else {
+				res, err = c.Login(ctx, api.LoginRequest{User: user, Password: password, InviteToken: invite, CSR: string(csrPEM)})
+			}
 			if err != nil {
 				return err
 			}
@@ -195,6 +212,7 @@ valid session needs no password for that; with --password-stdin or
 	f.StringVar(&invite, "invite", "", "invite token from accessctl users add (sets the password)")
 	f.StringVar(&pin, "ca-pin", "", "server CA pin sha256:HEX (accessctl status)")
 	f.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	f.BoolVar(&chat, "chat", false, "confirm the login in Slack, Discord or Mattermost instead of a password")
 	f.BoolVar(&insecure, "insecure", false, "skip server verification (loopback servers only)")
 	f.StringVar(&reqRoles, "request-roles", "", "after login, request these roles")
 	f.StringVar(&reqReason, "request-reason", "", "reason for --request-roles")
