@@ -43,7 +43,7 @@ func main() {
 	pf.StringVar(&g.identity, "identity", os.Getenv("GATEHOUSE_IDENTITY"), "identity file, e.g. DATA_DIR/admin.identity (env GATEHOUSE_IDENTITY; default: the access profile)")
 	pf.StringVar(&g.format, "format", "text", "output: text, json (and yaml for get)")
 	root.AddCommand(createCmd(&g), getCmd(&g), rmCmd(&g), usersCmd(&g), lockCmd(&g), unlockCmd(&g),
-		tokensCmd(&g), requestsCmd(&g), auditCmd(&g), statusCmd(&g), policyCmd(&g), caCmd(&g), sshCmd(&g))
+		tokensCmd(&g), requestsCmd(&g), auditCmd(&g), statusCmd(&g), policyCmd(&g), caCmd(&g), sshCmd(&g), botsCmd(&g))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)
 	if ctx.Err() != nil && err != nil {

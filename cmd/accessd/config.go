@@ -11,17 +11,21 @@ import (
 // Config is accessd.yaml. Every key has a default; unknown keys are an
 // error naming the key; flags override it.
 type Config struct {
-	ClusterName string           `json:"cluster_name"`
-	Listen      string           `json:"listen"`
-	PublicURL   string           `json:"public_url"`
-	CRLListen   string           `json:"crl_listen"` // plain-HTTP HOST:PORT for desktop CRLs; empty: none, and no desktop credentials
-	DataDir     string           `json:"data_dir"`
-	Storage     StorageConfig    `json:"storage"`
-	Requests    RequestConfig    `json:"requests"`
-	Policies    PoliciesConfig   `json:"policies"`
-	CA          CAConfig         `json:"ca"`
-	PagerDuty   *PagerDutyConfig `json:"pagerduty"`
-	Log         LogConfig        `json:"log"`
+	ClusterName string            `json:"cluster_name"`
+	Listen      string            `json:"listen"`
+	PublicURL   string            `json:"public_url"`
+	CRLListen   string            `json:"crl_listen"` // plain-HTTP HOST:PORT for desktop CRLs; empty: none, and no desktop credentials
+	DataDir     string            `json:"data_dir"`
+	Storage     StorageConfig     `json:"storage"`
+	Requests    RequestConfig     `json:"requests"`
+	Policies    PoliciesConfig    `json:"policies"`
+	CA          CAConfig          `json:"ca"`
+	PagerDuty   *PagerDutyConfig  `json:"pagerduty"`
+	Identity    IdentityConfig    `json:"identity"`
+	Slack       *SlackConfig      `json:"slack"`
+	Discord     *DiscordConfig    `json:"discord"`
+	Mattermost  *MattermostConfig `json:"mattermost"`
+	Log         LogConfig         `json:"log"`
 }
 
 // CAConfig is ca.

@@ -27,6 +27,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/chatops"
 	"github.com/gatehouse-dev/gatehouse/inventory"
 	"github.com/gatehouse-dev/gatehouse/pki"
 	"github.com/gatehouse-dev/gatehouse/policies"
@@ -195,6 +196,7 @@ func serviceConfig(cfg Config) (service.Config, error) {
 		PendingTTL:        pending,
 		MaxDuration:       maxDur,
 		FallbackReviewers: access.ReviewerSelector{Roles: cfg.Requests.FallbackReviewers.Roles, Users: cfg.Requests.FallbackReviewers.Users},
+		Chat:              chatChannels(cfg),
 	}, nil
 }
 
@@ -284,6 +286,10 @@ func certHosts(cfg Config) []string {
 func run(ctx context.Context, cfg Config, demoDir string) error {
 	log := newLogger(cfg.Log)
 	scfg, err := serviceConfig(cfg)
+	if err != nil {
+		return err
+	}
+	chatCfg, err := chatConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -401,6 +407,19 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 			return errors.New("resource index loading")
 		}
 	})
+	chat, err := chatops.Start(ctx, chatCfg, svc, st, log)
+	if err != nil {
+		return err
+	}
+	api.Mount(chat.Routes)
+	defer func() {
+		// Replies acknowledged but not yet sent finish before exit.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := chat.Shutdown(sctx); err != nil {
+			log.Warn("chat shutdown", "err", err)
+		}
+	}()
 	if crlLn != nil {
 		go serveCRL(ctx, crlLn, server.CRLHandler(svc), log)
 		log.Info("serving desktop CRLs over plain HTTP", "listen", crlLn.Addr().String(), "url", scfg.CRLBaseURL+"/crl/desktop/DOMAIN.crl")

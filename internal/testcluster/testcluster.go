@@ -42,9 +42,12 @@ type Cluster struct {
 	Svc   *service.Service
 	Store *store.Store
 	Index *inventory.Index
-	Admin *api.Client
-	Pin   string
-	Pool  *x509.CertPool
+	// Server is the API server, for tests that mount more routes on it
+	// (server.Mount) or serve its handler elsewhere.
+	Server *server.Server
+	Admin  *api.Client
+	Pin    string
+	Pool   *x509.CertPool
 }
 
 // Start runs a cluster until the test ends. Its etcd skips fsync, which
@@ -90,6 +93,14 @@ func StartDurable(t testing.TB) *Cluster {
 func StartWithConfig(t testing.TB, cfg service.Config) *Cluster {
 	t.Helper()
 	return startConfig(t, storetest.Embedded(t), cfg)
+}
+
+// StartCustom runs a cluster on st with service configuration cfg and
+// options opts (ClusterName is always Name; no options: the built-in
+// policy bundle, following pushes).
+func StartCustom(t testing.TB, st *store.Store, cfg service.Config, opts ...service.Option) *Cluster {
+	t.Helper()
+	return startConfig(t, st, cfg, opts...)
 }
 
 func start(t testing.TB, st *store.Store, opts ...service.Option) *Cluster {
@@ -147,7 +158,7 @@ func startConfig(t testing.TB, st *store.Store, cfg service.Config, opts ...serv
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(ctx, ln, tc); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	c := &Cluster{t: t, URL: "https://" + ln.Addr().String(), Svc: svc, Store: st, Index: idx, Pin: ca.Pin(), Pool: ca.Pool()}
+	c := &Cluster{t: t, URL: "https://" + ln.Addr().String(), Svc: svc, Store: st, Index: idx, Server: srv, Pin: ca.Pin(), Pool: ca.Pool()}
 	id, err := svc.MintIdentity(ctx, c.URL, service.AdminUser, time.Hour)
 	if err != nil {
 		t.Fatal(err)
