@@ -49,6 +49,7 @@ test: test-deps $(ETCD_BIN) $(OPA_BIN)
 bench: $(ETCD_BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench . -timeout 30m ./access/ ./inventory/ ./store/
+	$(GO) test -run '^$$' -bench . -count 3 -timeout 30m ./bot/ ./chatops/ ./integrations/...
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

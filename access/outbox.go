@@ -44,8 +44,9 @@ type OutboxStore interface {
 	// ListOutbox returns the undelivered messages of a platform, oldest
 	// first.
 	ListOutbox(ctx context.Context, platform string) ([]OutboxMessage, error)
-	// UpdateOutbox records a failed attempt (compare on Revision).
-	UpdateOutbox(ctx context.Context, m OutboxMessage) error
+	// UpdateOutbox records an attempt (compare on Revision) and returns m
+	// with its new Revision.
+	UpdateOutbox(ctx context.Context, m OutboxMessage) (OutboxMessage, error)
 	// DeleteOutbox removes a delivered message with its audit events.
 	DeleteOutbox(ctx context.Context, m OutboxMessage, events ...AuditEvent) error
 }

@@ -156,7 +156,7 @@ spec: {roles: [reviewer], traits: {slack_id: [UBOB]}}
 	b := bot.New(c.Svc, bot.Config{Workspaces: map[string][]string{bot.Slack: {"T1"}}}, log)
 	rec := newRecorder(bot.Slack)
 	d := &bot.Deliverer{Store: c.Store, Platform: rec, Log: log}
-	return &world{c: c, bot: b, slack: rec, worker: &outbox.Worker{Store: c.Store, Platform: bot.Slack, Deliver: d.Deliver, Log: log}}
+	return &world{c: c, bot: b, slack: rec, worker: &outbox.Worker{Store: c.Store, Platform: bot.Slack, Deliver: d.Deliver, Log: log, WriteAhead: bot.WriteAhead}}
 }
 
 // deliver runs the worker until the outbox is empty.
@@ -177,7 +177,7 @@ func (w *world) deliver(t *testing.T) {
 		// Make failed messages due at once: the test does not wait out backoff.
 		for _, m := range left {
 			m.NextAttempt = time.Time{}
-			_ = w.c.Store.UpdateOutbox(ctx, m)
+			_, _ = w.c.Store.UpdateOutbox(ctx, m)
 		}
 	}
 	t.Fatal("outbox did not drain")
@@ -346,7 +346,7 @@ func TestPermanentFailureIsDroppedAndAudited(t *testing.T) {
 	msgs, _ := w.c.Store.ListOutbox(ctx, bot.Slack)
 	for _, m := range msgs {
 		m.Target = "#gone"
-		_ = w.c.Store.UpdateOutbox(ctx, m)
+		_, _ = w.c.Store.UpdateOutbox(ctx, m)
 	}
 	w.deliver(t)
 	events, err := w.c.Store.ListAudit(ctx, access.AuditFilter{RequestID: rep.Card.RequestID, Type: "notify.slack"})

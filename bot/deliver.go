@@ -30,6 +30,12 @@ type Deliverer struct {
 	Log       *slog.Logger
 }
 
+// WriteAhead implements outbox.Worker.WriteAhead: every kind that posts a
+// message (a card's first post, a DM, a thread reply) has its attempt
+// recorded first, so a redelivery after a crash looks for the post it may
+// have made; edits are idempotent and skip that write.
+func WriteAhead(m access.OutboxMessage) bool { return m.Kind != service.OutboxCardUpdate }
+
 // Deliver implements outbox.Worker.Deliver.
 func (d *Deliverer) Deliver(ctx context.Context, m access.OutboxMessage) error {
 	r, err := d.Store.GetRequest(ctx, m.RequestID)

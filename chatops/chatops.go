@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/access"
@@ -44,15 +45,26 @@ type Chat struct {
 	// Routes are the platforms' webhooks, to mount on the API server.
 	Routes map[string]http.Handler
 	drains []func(context.Context) error
+	// workers are the delivery workers and Socket Mode, which end with
+	// Start's context.
+	workers sync.WaitGroup
 }
 
 // Shutdown waits, until ctx ends, for the replies still being worked on
-// after their interaction was acknowledged (call it once the API server
-// has stopped taking requests).
+// after their interaction was acknowledged and, once Start's context has
+// ended, for the delivery workers to stop (call it once the API server has
+// stopped taking requests, before closing the store).
 func (c *Chat) Shutdown(ctx context.Context) error {
 	var errs []error
 	for _, d := range c.drains {
 		errs = append(errs, d(ctx))
+	}
+	done := make(chan struct{})
+	go func() { c.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("chat delivery workers still running: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
 }
@@ -114,16 +126,7 @@ func Start(ctx context.Context, cfg Config, svc *service.Service, st *store.Stor
 			return nil, fmt.Errorf("mattermost at %s: %w", c.URL, err)
 		}
 		bcfg.Workspaces[bot.Mattermost] = []string{a.TeamID()}
-		chat.drains = append(chat.drains, func(ctx context.Context) error {
-			done := make(chan struct{})
-			go func() { a.Wait(); close(done) }()
-			select {
-			case <-done:
-				return nil
-			case <-ctx.Done():
-				return fmt.Errorf("mattermost: replies still in flight: %w", ctx.Err())
-			}
-		})
+		chat.drains = append(chat.drains, a.Shutdown)
 		adapters = append(adapters, a)
 	}
 
@@ -131,14 +134,14 @@ func Start(ctx context.Context, cfg Config, svc *service.Service, st *store.Stor
 		for p, h := range a.Routes() {
 			chat.Routes[p] = h
 		}
-		go deliver(ctx, st, a, cfg.PublicURL, log)
+		chat.workers.Go(func() { deliver(ctx, st, a, cfg.PublicURL, log) })
 	}
 	if socketMode != nil {
-		go func() {
+		chat.workers.Go(func() {
 			if err := socketMode.RunSocketMode(ctx); err != nil && ctx.Err() == nil {
 				log.Error("slack socket mode stopped", "err", err)
 			}
-		}()
+		})
 	}
 	return chat, nil
 }
@@ -150,7 +153,8 @@ func deliver(ctx context.Context, st *store.Store, p bot.Platform, publicURL str
 	d := &bot.Deliverer{Store: st, Platform: p, PublicURL: publicURL, Log: log}
 	run := func(ctx context.Context) {
 		log.Info("leading chat delivery")
-		w := &outbox.Worker{Store: st, Platform: p.Name(), Deliver: d.Deliver, Log: log, Wake: st.WatchOutbox(ctx, p.Name())}
+		w := &outbox.Worker{Store: st, Platform: p.Name(), Deliver: d.Deliver, Log: log,
+			Wake: st.WatchOutbox(ctx, p.Name()), WriteAhead: bot.WriteAhead}
 		w.Run(ctx)
 	}
 	if err := st.RunElected(ctx, "outbox-"+p.Name(), run); err != nil && ctx.Err() == nil {

@@ -56,7 +56,7 @@ type chatWorld struct {
 
 const guild = "900000000000000001"
 
-func newChatWorld(t *testing.T, start bool) (*chatWorld, func() context.CancelFunc) {
+func newChatWorld(t testing.TB, start bool) (*chatWorld, func() context.CancelFunc) {
 	t.Helper()
 	w := &chatWorld{}
 	w.slack = slackfake.New(t, slackfake.Options{TeamID: "T0GATE"})
@@ -148,7 +148,7 @@ spec: {roles: [reviewer], traits: {discord_id: ["%s"]}}
 }
 
 // eventually polls cond for up to 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -177,10 +177,13 @@ func (w *chatWorld) discordCard(id string) (discordfake.Message, bool) {
 	return discordfake.Message{}, false
 }
 
+// mmCard is the request's Mattermost card once complete: a pending card
+// gets its buttons in a second call, once the post id they are bound to
+// exists.
 func (w *chatWorld) mmCard(id string) (mattermostfake.Message, bool) {
 	for _, m := range w.mm.Messages(w.mmChannel) {
 		if m.Props["gatehouse_request_id"] == id && m.RootID == "" {
-			return m, true
+			return m, len(m.Buttons) > 0 || !strings.Contains(m.Text, "PENDING")
 		}
 	}
 	return mattermostfake.Message{}, false
@@ -308,7 +311,7 @@ func TestRequestInSlackApprovedInDiscordAndMattermost(t *testing.T) {
 
 // aliceRequests makes a request as alice through the service, as the CLI
 // would, without any chat interaction.
-func (w *chatWorld) aliceRequests(t *testing.T) string {
+func (w *chatWorld) aliceRequests(t testing.TB) string {
 	t.Helper()
 	ctx := context.Background()
 	c, err := w.c.Svc.Caller(ctx, "alice", access.SourceCLI)

@@ -45,6 +45,13 @@ type Worker struct {
 	// Wake, when set, signals new messages (store.WatchOutbox), so delivery
 	// starts at once; the poll remains for retries that come due.
 	Wake <-chan struct{}
+	// WriteAhead says which messages must have their attempt recorded
+	// before Deliver is called: those whose delivery creates something
+	// (a post) that a redelivery must look for instead of creating again.
+	// A worker that dies mid-delivery then leaves Attempts > 0 behind, and
+	// the next delivery knows to look. Messages whose delivery is
+	// idempotent (an edit) skip the extra write.
+	WriteAhead func(access.OutboxMessage) bool
 }
 
 // RunOnce delivers every due message once, oldest first, and reports how
@@ -64,29 +71,44 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		if m.NextAttempt.After(now) {
 			continue
 		}
+		// Deliver sees the attempts made before this one; the store
+		// already counts this one when WriteAhead asks for it.
+		stored := m
+		if w.WriteAhead != nil && w.WriteAhead(m) {
+			started := m
+			started.Attempts++
+			var err error
+			if stored, err = w.Store.UpdateOutbox(ctx, started); err != nil {
+				if errors.Is(err, access.ErrConflict) {
+					continue // delivered or updated meanwhile
+				}
+				return delivered, err
+			}
+		}
 		err := w.Deliver(ctx, m)
 		if errors.Is(err, ErrPermanent) {
 			w.log().Error("outbox delivery failed for good; dropping the message", "platform", w.Platform, "id", m.ID, "kind", m.Kind, "request", m.RequestID, "err", err)
 			ev := access.AuditEvent{Time: now, Type: "notify." + w.Platform, Actor: "system", RequestID: m.RequestID, Outcome: "failure",
 				Source: "outbox", Message: err.Error(), Fields: map[string]any{"kind": m.Kind, "target": m.Target, "outbox_id": m.ID, "attempts": m.Attempts + 1}}
-			if err := w.Store.DeleteOutbox(ctx, m, ev); err != nil && !errors.Is(err, access.ErrNotFound) {
+			if err := w.Store.DeleteOutbox(ctx, stored, ev); err != nil && !errors.Is(err, access.ErrNotFound) {
 				return delivered, err
 			}
 			continue
 		}
 		if err != nil {
-			m.Attempts++
-			m.LastError = err.Error()
-			m.NextAttempt = now.Add(backoff(m.Attempts, err))
-			w.log().Warn("outbox delivery failed; will retry", "platform", w.Platform, "id", m.ID, "attempts", m.Attempts, "next", m.NextAttempt, "err", err)
-			if uerr := w.Store.UpdateOutbox(ctx, m); uerr != nil && !errors.Is(uerr, access.ErrConflict) {
+			failed := stored
+			failed.Attempts = m.Attempts + 1
+			failed.LastError = err.Error()
+			failed.NextAttempt = now.Add(backoff(failed.Attempts, err))
+			w.log().Warn("outbox delivery failed; will retry", "platform", w.Platform, "id", m.ID, "attempts", failed.Attempts, "next", failed.NextAttempt, "err", err)
+			if _, uerr := w.Store.UpdateOutbox(ctx, failed); uerr != nil && !errors.Is(uerr, access.ErrConflict) {
 				return delivered, uerr
 			}
 			continue
 		}
 		ev := access.AuditEvent{Time: now, Type: "notify." + w.Platform, Actor: "system", RequestID: m.RequestID, Outcome: "success",
 			Source: "outbox", Fields: map[string]any{"kind": m.Kind, "target": m.Target, "outbox_id": m.ID, "attempts": m.Attempts + 1}}
-		if err := w.Store.DeleteOutbox(ctx, m, ev); err != nil && !errors.Is(err, access.ErrNotFound) {
+		if err := w.Store.DeleteOutbox(ctx, stored, ev); err != nil && !errors.Is(err, access.ErrNotFound) {
 			return delivered, err
 		}
 		delivered++

@@ -65,21 +65,22 @@ func (s *Store) ListOutbox(ctx context.Context, platform string) ([]access.Outbo
 }
 
 // UpdateOutbox implements access.OutboxStore.
-func (s *Store) UpdateOutbox(ctx context.Context, m access.OutboxMessage) error {
+func (s *Store) UpdateOutbox(ctx context.Context, m access.OutboxMessage) (access.OutboxMessage, error) {
 	key, rev := s.outboxKey(m), m.Revision
 	m.Revision = 0
 	val, err := encode(m)
 	if err != nil {
-		return err
+		return m, err
 	}
 	resp, err := s.txn(ctx, "update outbox "+m.ID, []clientv3.Cmp{unchanged(key, rev)}, []clientv3.Op{clientv3.OpPut(key, val)})
 	if err != nil {
-		return err
+		return m, err
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("outbox message %s changed: %w", m.ID, access.ErrConflict)
+		return m, fmt.Errorf("outbox message %s changed: %w", m.ID, access.ErrConflict)
 	}
-	return nil
+	m.Revision = resp.Header.Revision
+	return m, nil
 }
 
 // DeleteOutbox implements access.OutboxStore.

@@ -1,6 +1,8 @@
 // Package webhook holds what every chat platform's inbound endpoint does
-// before it can check a signature: read a bounded body and put it back for
-// the form or JSON parser that comes after.
+// the same way: read a bounded body and put it back for the form or JSON
+// parser that comes after the signature check (ReadBody), refuse an
+// authentic request seen before (ReplayCache), and run the work an
+// acknowledged request started within a bound (Workers).
 package webhook
 
 import (

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
 	"github.com/gatehouse-dev/gatehouse/bot/command"
+	"github.com/gatehouse-dev/gatehouse/bot/webhook"
 )
 
 // InteractionsRoute is the route of the HTTP interactions endpoint, the
@@ -52,11 +53,10 @@ type Adapter struct {
 	handler   bot.Handler
 	log       *slog.Logger
 	rest      *restClient
-	seen      *ReplayCache
+	seen      *webhook.ReplayCache
 
-	inFlight  chan struct{} // semaphore of maxInFlight
-	wg        sync.WaitGroup
-	base      context.Context // parent of all background work
+	workers   *webhook.Workers // at most maxInFlight interactions worked on
+	base      context.Context  // parent of all background work
 	cancel    context.CancelFunc
 	ackBudget time.Duration
 
@@ -89,8 +89,8 @@ func New(cfg Config, h bot.Handler, log *slog.Logger) (*Adapter, error) {
 		handler:    h,
 		log:        log.With("platform", bot.Discord),
 		rest:       newRESTClient(cfg),
-		seen:       NewReplayCache(0),
-		inFlight:   make(chan struct{}, maxInFlight),
+		seen:       webhook.NewReplayCache(0),
+		workers:    webhook.NewWorkers(maxInFlight),
 		base:       base,
 		cancel:     cancel,
 		ackBudget:  clickAckBudget,
@@ -104,20 +104,19 @@ func (a *Adapter) Routes() map[string]http.Handler {
 	return map[string]http.Handler{InteractionsRoute: http.HandlerFunc(a.serveInteraction)}
 }
 
-// Shutdown waits for interactions in flight to deliver their replies, until
-// ctx ends; then it cancels them and returns ctx's error.
+// Shutdown refuses new background work, waits for interactions in flight
+// to deliver their replies until ctx ends, then cancels them and returns
+// ctx's error.
 func (a *Adapter) Shutdown(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { a.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		a.cancel()
-		return nil
-	case <-ctx.Done():
-		a.cancel()
-		<-done
-		return ctx.Err()
+	a.workers.Close()
+	err := a.workers.Wait(ctx)
+	a.cancel()
+	if err != nil {
+		// Cancelled now; wait for them to notice.
+		_ = a.workers.Wait(context.Background())
+		return err
 	}
+	return nil
 }
 
 func (a *Adapter) now() time.Time { return a.cfg.Now() }
@@ -308,20 +307,10 @@ func modalValue(components []discordgo.MessageComponent, id string) string {
 // reply replaces the deferred message later (PATCH @original). budget 0
 // always defers.
 func (a *Adapter) work(w http.ResponseWriter, in *discordgo.Interaction, budget time.Duration, fn func(context.Context) bot.Reply) {
-	select {
-	case a.inFlight <- struct{}{}:
-	default:
-		a.log.Warn("interaction refused: too many in flight", "id", in.ID, "limit", maxInFlight)
-		writeJSON(w, ephemeralResponse(renderReply(bot.Reply{Text: "Gatehouse is busy; try again in a moment.", Error: true})))
-		return
-	}
 	replies := make(chan bot.Reply) // the reply, if the HTTP answer still waits for it
 	deferred := make(chan struct{}) // closed once the answer was DEFERRED
 	token, id := in.Token, in.ID
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		defer func() { <-a.inFlight }()
+	started := a.workers.TryGo(func() {
 		ctx, cancel := context.WithTimeout(a.base, workTimeout)
 		reply := a.call(ctx, id, fn)
 		cancel()
@@ -330,7 +319,12 @@ func (a *Adapter) work(w http.ResponseWriter, in *discordgo.Interaction, budget 
 		case <-deferred:
 			a.editOriginal(token, id, reply)
 		}
-	}()
+	})
+	if !started {
+		a.log.Warn("interaction refused: too many in flight", "id", in.ID, "limit", maxInFlight)
+		writeJSON(w, ephemeralResponse(renderReply(bot.Reply{Text: "Gatehouse is busy; try again in a moment.", Error: true})))
+		return
+	}
 	if budget > 0 {
 		t := time.NewTimer(budget)
 		defer t.Stop()

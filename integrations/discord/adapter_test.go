@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/bottest"
 	"github.com/gatehouse-dev/gatehouse/integrations/discord/discordfake"
 )
 
@@ -35,7 +36,7 @@ func TestNewNamesTheBadKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := good
 			tc.edit(&cfg)
-			a, err := New(cfg, &recordingHandler{}, nil)
+			a, err := New(cfg, &bottest.Handler{}, nil)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -126,7 +127,7 @@ func TestRefusedInteractionsNeverReachTheHandler(t *testing.T) {
 		if err != nil || status != http.StatusOK {
 			t.Fatalf("first click: %d %v", status, err)
 		}
-		e.handler.waitCalls(t, 1)
+		e.handler.WaitCalls(t, 1)
 		status, body, err := e.fake.ReplayLast()
 		if err != nil {
 			t.Fatal(err)
@@ -146,8 +147,8 @@ func TestSlashCommandIsDeferredThenOriginalEdited(t *testing.T) {
 		t.Fatal(err)
 	}
 	card := pendingCard()
-	e.handler.reply = bot.Reply{Text: "Request `" + requestID + "` created.", Card: &card}
-	e.handler.release = make(chan struct{})
+	e.handler.SetReply(bot.Reply{Text: "Request `" + requestID + "` created.", Card: &card})
+	e.handler.Hold()
 
 	status, body, err := e.fake.SlashCommand(e.hook, e.member, "request", map[string]any{
 		"roles": "dba", "duration": "2h", "reason": `restore "orders" from backup`,
@@ -163,14 +164,14 @@ func TestSlashCommandIsDeferredThenOriginalEdited(t *testing.T) {
 	if resp.Type != discordgo.InteractionResponseDeferredChannelMessageWithSource || resp.Data == nil || resp.Data.Flags != discordgo.MessageFlagsEphemeral {
 		t.Fatalf("answer %s, want type 5 with flags 64", body)
 	}
-	calls := e.handler.waitCalls(t, 1)
-	close(e.handler.release)
+	calls := e.handler.WaitCalls(t, 1)
+	e.handler.Release()
 
 	want := `request --roles "dba" --duration "2h" --reason "restore \"orders\" from backup"`
-	if c := calls[0]; c.method != "Command" || c.text != want {
-		t.Fatalf("handler got %s %q, want Command %q", c.method, c.text, want)
+	if c := calls[0]; c.Method != bottest.MethodCommand || c.Text != want {
+		t.Fatalf("handler got %s %q, want Command %q", c.Method, c.Text, want)
 	}
-	if u := calls[0].user; u.Platform != bot.Discord || u.Workspace != testGuild || u.ID != alice || u.Name != "alice" {
+	if u := calls[0].User; u.Platform != bot.Discord || u.Workspace != testGuild || u.ID != alice || u.Name != "alice" {
 		t.Fatalf("chat user %+v", u)
 	}
 	orig, err := e.fake.WaitOriginal(e.fake.LastDelivery().Token, 5*time.Second)
@@ -187,7 +188,7 @@ func TestSlashCommandIsDeferredThenOriginalEdited(t *testing.T) {
 
 func TestApproveClickReviewsWithTheGuildAsWorkspace(t *testing.T) {
 	e := newTestEnv(t)
-	e.handler.reply = bot.Reply{Text: "Approved `" + requestID + "` (security 1/2)."}
+	e.handler.SetReply(bot.Reply{Text: "Approved `" + requestID + "` (security 1/2)."})
 	ref, err := e.adapter.PostCard(t.Context(), e.channel, pendingCard(), nil, bot.Post{Tag: "t1"})
 	if err != nil {
 		t.Fatal(err)
@@ -204,8 +205,8 @@ func TestApproveClickReviewsWithTheGuildAsWorkspace(t *testing.T) {
 		t.Fatalf("answer %s, want an ephemeral type 4 carrying the reply", body)
 	}
 	c := e.handler.Calls()[0]
-	want := handlerCall{method: "Review", user: bot.ChatUser{Platform: bot.Discord, Workspace: testGuild, ID: alice, Name: "alice"},
-		requestID: requestID, verdict: access.VerdictApprove}
+	want := bottest.Call{Method: bottest.MethodReview, User: bot.ChatUser{Platform: bot.Discord, Workspace: testGuild, ID: alice, Name: "alice"},
+		RequestID: requestID, Verdict: access.VerdictApprove}
 	if c != want {
 		t.Fatalf("handler got %+v, want %+v", c, want)
 	}
@@ -217,7 +218,7 @@ func TestApproveClickReviewsWithTheGuildAsWorkspace(t *testing.T) {
 
 func TestDenyOpensModalAndSubmissionReviews(t *testing.T) {
 	e := newTestEnv(t)
-	e.handler.reply = bot.Reply{Text: "Denied."}
+	e.handler.SetReply(bot.Reply{Text: "Denied."})
 	ref, err := e.adapter.PostCard(t.Context(), e.channel, pendingCard(), nil, bot.Post{Tag: "t1"})
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +247,7 @@ func TestDenyOpensModalAndSubmissionReviews(t *testing.T) {
 		t.Fatalf("submission answered %s", e.fake.LastDelivery().Body)
 	}
 	c := e.handler.Calls()[0]
-	if c.method != "Review" || c.verdict != access.VerdictDeny || c.reason != "use the read-only role" || c.requestID != requestID || c.user.Workspace != testGuild {
+	if c.Method != bottest.MethodReview || c.Verdict != access.VerdictDeny || c.Reason != "use the read-only role" || c.RequestID != requestID || c.User.Workspace != testGuild {
 		t.Fatalf("handler got %+v", c)
 	}
 }
@@ -266,19 +267,19 @@ func TestDMInteractionHasNoWorkspace(t *testing.T) {
 		t.Fatalf("DM click: %v %v", d, err)
 	}
 	c := e.handler.Calls()[0]
-	if c.user.Workspace != "" || c.user.ID != alice || c.user.Platform != bot.Discord {
-		t.Fatalf("DM click user %+v, want Workspace \"\"", c.user)
+	if c.User.Workspace != "" || c.User.ID != alice || c.User.Platform != bot.Discord {
+		t.Fatalf("DM click user %+v, want Workspace \"\"", c.User)
 	}
 }
 
 func TestLoginConfirmation(t *testing.T) {
 	e := newTestEnv(t)
-	e.handler.replyFor = func(c handlerCall) bot.Reply {
-		if c.method == "ConfirmLogin" {
+	e.handler.SetReplyFunc(func(c bottest.Call) bot.Reply {
+		if c.Method == bottest.MethodConfirmLogin {
 			return bot.Reply{Text: "Login confirmed."}
 		}
 		return bot.Reply{Login: &bot.LoginPrompt{Code: "ABCD-1234", User: "alice", Address: "198.51.100.7", KeyHash: "SHA256:abc", Expires: time.Now().Add(5 * time.Minute)}}
-	}
+	})
 	if status, _, err := e.fake.SlashCommand(e.hook, e.member, "login", map[string]any{"code": "ABCD-1234"}); err != nil || status != http.StatusOK {
 		t.Fatalf("login: %d %v", status, err)
 	}
@@ -293,7 +294,7 @@ func TestLoginConfirmation(t *testing.T) {
 		t.Fatalf("confirm: %d %v", status, err)
 	}
 	calls := e.handler.Calls()
-	if calls[0].text != `login "ABCD-1234"` || calls[1].method != "ConfirmLogin" || calls[1].code != "ABCD-1234" {
+	if calls[0].Text != `login "ABCD-1234"` || calls[1].Method != bottest.MethodConfirmLogin || calls[1].Code != "ABCD-1234" {
 		t.Fatalf("calls %+v", calls)
 	}
 	if r := e.fake.LastDelivery().Response; r.Data == nil || r.Data.Content != "Login confirmed." {
@@ -306,8 +307,8 @@ func TestLoginConfirmation(t *testing.T) {
 func TestSlowReviewIsDeferred(t *testing.T) {
 	e := newTestEnv(t)
 	e.adapter.ackBudget = 20 * time.Millisecond
-	e.handler.release = make(chan struct{})
-	e.handler.reply = bot.Reply{Text: "Approved after all."}
+	e.handler.Hold()
+	e.handler.SetReply(bot.Reply{Text: "Approved after all."})
 	ref, err := e.adapter.PostCard(t.Context(), e.channel, pendingCard(), nil, bot.Post{Tag: "t1"})
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +321,7 @@ func TestSlowReviewIsDeferred(t *testing.T) {
 	if d.Response.Type != discordgo.InteractionResponseDeferredChannelMessageWithSource {
 		t.Fatalf("slow click answered %s, want type 5", d.Body)
 	}
-	close(e.handler.release)
+	e.handler.Release()
 	orig, err := e.fake.WaitOriginal(d.Token, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +341,7 @@ func TestLongListFitsDiscordLimits(t *testing.T) {
 		c.Reason = strings.Repeat("long reason ", 40)
 		cards = append(cards, c)
 	}
-	e.handler.reply = bot.Reply{Text: "30 requests", Cards: cards}
+	e.handler.SetReply(bot.Reply{Text: "30 requests", Cards: cards})
 	if status, _, err := e.fake.SlashCommand(e.hook, e.member, "ls", nil); err != nil || status != http.StatusOK {
 		t.Fatalf("ls: %d %v", status, err)
 	}
@@ -377,7 +378,7 @@ func TestDeferredReplyRetriesTransientErrors(t *testing.T) {
 	}{{http.StatusNotFound, 0}, {http.StatusTooManyRequests, 100 * time.Millisecond}, {http.StatusBadGateway, 0}} {
 		t.Run(http.StatusText(fail.status), func(t *testing.T) {
 			e := newTestEnv(t)
-			e.handler.reply = bot.Reply{Text: "listed"}
+			e.handler.SetReply(bot.Reply{Text: "listed"})
 			e.fake.FailNext(discordfake.RouteEditOriginal, fail.status, fail.wait)
 			if status, _, err := e.fake.SlashCommand(e.hook, e.member, "ls", nil); err != nil || status != http.StatusOK {
 				t.Fatalf("ls: %d %v", status, err)

@@ -23,7 +23,7 @@ func BenchmarkInteractionAck(b *testing.B) {
 	const concurrent = 50
 	e := newTestEnv(b)
 	card := pendingCard()
-	e.handler.reply = bot.Reply{Text: "Request created.", Card: &card}
+	e.handler.SetReply(bot.Reply{Text: "Request created.", Card: &card})
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration

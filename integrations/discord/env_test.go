@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/bottest"
 	"github.com/gatehouse-dev/gatehouse/integrations/discord/discordfake"
 )
 
@@ -22,80 +22,11 @@ const (
 	requestID = "2f1c6c0e-6a51-4c1e-9d9e-0b6a1b7c9e42"
 )
 
-// handlerCall is one call the recording handler received.
-type handlerCall struct {
-	method    string // Command, Review, ConfirmLogin
-	user      bot.ChatUser
-	text      string
-	requestID string
-	verdict   access.Verdict
-	reason    string
-	code      string
-}
-
-// recordingHandler is a bot.Handler that records calls and answers reply
-// (or replyFor), optionally waiting for release first.
-type recordingHandler struct {
-	mu       sync.Mutex
-	calls    []handlerCall
-	reply    bot.Reply
-	replyFor func(handlerCall) bot.Reply
-	// release, when not nil, blocks every call until it is closed.
-	release chan struct{}
-}
-
-func (h *recordingHandler) record(c handlerCall) bot.Reply {
-	h.mu.Lock()
-	h.calls = append(h.calls, c)
-	release, replyFor, reply := h.release, h.replyFor, h.reply
-	h.mu.Unlock()
-	if release != nil {
-		<-release
-	}
-	if replyFor != nil {
-		return replyFor(c)
-	}
-	return reply
-}
-
-func (h *recordingHandler) Command(_ context.Context, u bot.ChatUser, text string) bot.Reply {
-	return h.record(handlerCall{method: "Command", user: u, text: text})
-}
-
-func (h *recordingHandler) Review(_ context.Context, u bot.ChatUser, id string, v access.Verdict, reason string) bot.Reply {
-	return h.record(handlerCall{method: "Review", user: u, requestID: id, verdict: v, reason: reason})
-}
-
-func (h *recordingHandler) ConfirmLogin(_ context.Context, u bot.ChatUser, code string) bot.Reply {
-	return h.record(handlerCall{method: "ConfirmLogin", user: u, code: code})
-}
-
-func (h *recordingHandler) Calls() []handlerCall {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]handlerCall(nil), h.calls...)
-}
-
-// waitCalls waits until the handler has n calls.
-func (h *recordingHandler) waitCalls(t *testing.T, n int) []handlerCall {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if c := h.Calls(); len(c) >= n {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("handler got %d calls, want %d", len(h.Calls()), n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // testEnv is an adapter wired to a discordfake and served over HTTP.
 type testEnv struct {
 	fake    *discordfake.Fake
 	adapter *Adapter
-	handler *recordingHandler
+	handler *bottest.Handler
 	hook    string // the interactions endpoint URL
 	channel string // a channel in testGuild
 	member  discordfake.User
@@ -104,7 +35,7 @@ type testEnv struct {
 func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	f := discordfake.New(t)
-	h := &recordingHandler{reply: bot.Reply{Text: "ok"}}
+	h := &bottest.Handler{} // answers "ok"
 	a, err := New(Config{
 		ApplicationID: f.ApplicationID,
 		PublicKey:     f.PublicKeyHex(),
@@ -128,6 +59,9 @@ func newTestEnv(t testing.TB) *testEnv {
 		}
 		srv.Close()
 	})
+	// Registered last so it runs first: a test that failed while holding
+	// the handler does not leave Shutdown waiting for it.
+	t.Cleanup(h.Release)
 	return &testEnv{
 		fake: f, adapter: a, handler: h,
 		hook:    srv.URL + "/v1/hooks/discord/interactions",

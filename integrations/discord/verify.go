@@ -22,7 +22,6 @@
 package discord
 
 import (
-	"container/heap"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
@@ -30,7 +29,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/bot/webhook"
@@ -41,9 +39,6 @@ const (
 	MaxBodyBytes = 1 << 20
 	// MaxSkew is how far the signed timestamp may be from now, either direction.
 	MaxSkew = 5 * time.Minute
-	// DefaultReplayCapacity is the ReplayCache size NewReplayCache(0) gives:
-	// far more interactions than one application gets in MaxSkew.
-	DefaultReplayCapacity = 100_000
 
 	headerSignature = "X-Signature-Ed25519"
 	headerTimestamp = "X-Signature-Timestamp"
@@ -56,28 +51,29 @@ var (
 	// ErrStale: the signed timestamp is more than MaxSkew from now. 401.
 	ErrStale = errors.New("discord: request timestamp outside the 5-minute window")
 	// ErrReplay: an authentic interaction whose id was already seen. 409.
-	ErrReplay = errors.New("discord: interaction already seen")
+	ErrReplay = webhook.ErrReplay
 	// ErrMalformed: an authentic body that is not an interaction with an id. 400.
 	ErrMalformed = errors.New("discord: malformed interaction")
 	// ErrTooLarge: the body exceeds MaxBodyBytes. 413.
 	ErrTooLarge = webhook.ErrTooLarge
-	// ErrReplayCacheFull: the replay cache holds capacity unexpired ids, so a
-	// new one cannot be remembered; the interaction is refused rather than
-	// accepted unprotected. 503.
-	ErrReplayCacheFull = errors.New("discord: replay cache full")
+	// ErrReplayCacheFull: the replay cache holds its capacity of unexpired
+	// ids, so a new one cannot be remembered; the interaction is refused
+	// rather than accepted unprotected. 503.
+	ErrReplayCacheFull = webhook.ErrReplayCacheFull
 )
 
 // VerifyInteraction checks r's Ed25519 signature against publicKey, its
 // timestamp against now, and its interaction id against seen, and returns
 // the raw body for parsing (a fresh reader over it is also put back in
-// r.Body). The id is recorded in seen only once the signature has verified,
+// r.Body). seen is a webhook.ReplayCache (webhook.NewReplayCache(0) is
+// ample); the id is recorded in it only once the signature has verified,
 // so forged requests cannot fill the cache. A PING ({"type":1,...}) is
 // verified like any other interaction; answering PONG is the caller's job.
 //
 // seen must not be nil: a missing cache is refused, not skipped.
 // Every error wraps one of the Err* sentinels of this package, or is a
 // read error; answer it with StatusCode(err).
-func VerifyInteraction(r *http.Request, publicKey ed25519.PublicKey, now time.Time, seen *ReplayCache) ([]byte, error) {
+func VerifyInteraction(r *http.Request, publicKey ed25519.PublicKey, now time.Time, seen *webhook.ReplayCache) ([]byte, error) {
 	if len(publicKey) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: no valid public key configured", ErrBadSignature)
 	}
@@ -133,8 +129,8 @@ func VerifyInteraction(r *http.Request, publicKey ed25519.PublicKey, now time.Ti
 	if t := signedAt.Add(MaxSkew); t.After(until) {
 		until = t
 	}
-	if err := seen.add(head.ID, now, until); err != nil {
-		return nil, err
+	if err := seen.Add(head.ID, now, until); err != nil {
+		return nil, fmt.Errorf("discord: interaction: %w", err)
 	}
 	return body, nil
 }
@@ -155,81 +151,4 @@ func StatusCode(err error) int {
 	default:
 		return http.StatusBadRequest
 	}
-}
-
-// ReplayCache remembers interaction ids until they expire, so that a
-// captured, authentic interaction cannot be sent again while its timestamp is
-// still fresh. It is bounded (at most capacity unexpired ids; when full, new
-// ids are refused with ErrReplayCacheFull rather than evicting live ones,
-// which would reopen a replay window) and safe for concurrent use.
-//
-// The cache is per process. With several accessd replicas behind one
-// endpoint, a replay that lands on another replica is not caught here;
-// catching that needs a shared store (for example an etcd key per id with a
-// lease of MaxSkew*2).
-type ReplayCache struct {
-	mu       sync.Mutex
-	capacity int
-	byID     map[string]time.Time // id -> expiry
-	order    expiryHeap
-}
-
-// NewReplayCache returns a cache holding at most capacity ids;
-// capacity <= 0 means DefaultReplayCapacity.
-func NewReplayCache(capacity int) *ReplayCache {
-	if capacity <= 0 {
-		capacity = DefaultReplayCapacity
-	}
-	return &ReplayCache{capacity: capacity, byID: make(map[string]time.Time)}
-}
-
-// Len reports how many unexpired ids the cache holds at now.
-func (c *ReplayCache) Len(now time.Time) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.prune(now)
-	return len(c.byID)
-}
-
-// add records id until until, failing with ErrReplay when id is already
-// held and unexpired at now.
-func (c *ReplayCache) add(id string, now, until time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.prune(now)
-	if _, ok := c.byID[id]; ok {
-		return fmt.Errorf("%w: id %s", ErrReplay, id)
-	}
-	if len(c.byID) >= c.capacity {
-		return fmt.Errorf("%w: %d ids", ErrReplayCacheFull, c.capacity)
-	}
-	c.byID[id] = until
-	heap.Push(&c.order, entry{id: id, until: until})
-	return nil
-}
-
-// prune drops every entry whose expiry is not after now.
-func (c *ReplayCache) prune(now time.Time) {
-	for len(c.order) > 0 && !c.order[0].until.After(now) {
-		e := heap.Pop(&c.order).(entry)
-		delete(c.byID, e.id)
-	}
-}
-
-type entry struct {
-	id    string
-	until time.Time
-}
-
-type expiryHeap []entry
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(entry)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
 }

@@ -13,61 +13,9 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/bottest"
 	"github.com/gatehouse-dev/gatehouse/integrations/mattermost/mattermostfake"
 )
-
-// handlerCall is one call the recording handler received.
-type handlerCall struct {
-	Kind      string // command, review, confirm_login
-	User      bot.ChatUser
-	Text      string
-	RequestID string
-	Verdict   access.Verdict
-	Reason    string
-	Code      string
-}
-
-// recordingHandler is a bot.Handler that records its calls and answers
-// with reply (after delay).
-type recordingHandler struct {
-	mu    sync.Mutex
-	calls []handlerCall
-	reply bot.Reply
-	delay time.Duration
-}
-
-func (h *recordingHandler) record(c handlerCall) bot.Reply {
-	h.mu.Lock()
-	h.calls = append(h.calls, c)
-	reply, delay := h.reply, h.delay
-	h.mu.Unlock()
-	time.Sleep(delay)
-	return reply
-}
-
-func (h *recordingHandler) Command(_ context.Context, u bot.ChatUser, text string) bot.Reply {
-	return h.record(handlerCall{Kind: "command", User: u, Text: text})
-}
-
-func (h *recordingHandler) Review(_ context.Context, u bot.ChatUser, requestID string, v access.Verdict, reason string) bot.Reply {
-	return h.record(handlerCall{Kind: "review", User: u, RequestID: requestID, Verdict: v, Reason: reason})
-}
-
-func (h *recordingHandler) ConfirmLogin(_ context.Context, u bot.ChatUser, code string) bot.Reply {
-	return h.record(handlerCall{Kind: "confirm_login", User: u, Code: code})
-}
-
-func (h *recordingHandler) setReply(r bot.Reply) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.reply = r
-}
-
-func (h *recordingHandler) Calls() []handlerCall {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]handlerCall(nil), h.calls...)
-}
 
 // testClock is a settable clock.
 type testClock struct {
@@ -92,7 +40,7 @@ func (c *testClock) Advance(d time.Duration) {
 type env struct {
 	mm      *mattermostfake.Server
 	a       *Adapter
-	h       *recordingHandler
+	h       *bottest.Handler
 	clock   *testClock
 	hooks   *httptest.Server
 	alice   mattermostfake.User
@@ -114,7 +62,7 @@ func newEnv(t testing.TB, configure ...func(*Config)) *env {
 	hooks := httptest.NewServer(mux)
 	t.Cleanup(hooks.Close)
 	e := &env{
-		mm: mm, h: &recordingHandler{reply: bot.Reply{Text: "ok"}}, hooks: hooks,
+		mm: mm, h: &bottest.Handler{}, hooks: hooks, // h answers "ok"
 		clock: &testClock{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)},
 	}
 	cfg := Config{
@@ -134,7 +82,10 @@ func newEnv(t testing.TB, configure ...func(*Config)) *env {
 	for pattern, h := range a.Routes() {
 		mux.Handle(pattern, h)
 	}
-	t.Cleanup(a.Wait)
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	// Registered after Shutdown so it runs first: a test that failed while
+	// holding the handler does not leave Shutdown waiting for it.
+	t.Cleanup(e.h.Release)
 	e.a = a
 	e.alice = mm.AddUser("", "alice", "alice@example.com")
 	e.bob = mm.AddUser("", "bob", "bob@example.com")

@@ -26,6 +26,7 @@ const (
 	textBadButton    = "This button could not be verified, so nothing was done. Use the buttons of the card itself, or `/access approve ID` / `/access deny ID reason`."
 	textOldButton    = "This card's buttons have expired. Use a refreshed card, or `/access approve ID` / `/access deny ID reason`."
 	textWorking      = "Working on it…"
+	textBusy         = "Gatehouse is busy right now; try again in a moment."
 )
 
 // Routes are the inbound endpoints, keyed by method and path as
@@ -135,9 +136,7 @@ func (a *Adapter) serveCommand(w http.ResponseWriter, r *http.Request, body []by
 	workCtx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), commandWorkTimeout)
 	results := make(chan bot.Reply)
 	late := make(chan struct{})
-	a.inflight.Add(1)
-	go func() {
-		defer a.inflight.Done()
+	started := a.workers.TryGo(func() {
 		defer cancel()
 		u := a.chatUser(workCtx, cmd.TeamID, cmd.UserID, cmd.UserName)
 		reply := a.h.Command(workCtx, u, cmd.Text)
@@ -146,7 +145,12 @@ func (a *Adapter) serveCommand(w http.ResponseWriter, r *http.Request, body []by
 		case <-late:
 			a.respondLater(workCtx, cmd.ResponseURL, a.commandResponse(reply, cmd.UserID, cmd.TeamID))
 		}
-	}()
+	})
+	if !started {
+		cancel()
+		writeJSON(w, http.StatusOK, &model.CommandResponse{ResponseType: model.CommandResponseTypeEphemeral, Text: textBusy})
+		return
+	}
 	timer := time.NewTimer(a.cfg.CommandDeadline)
 	defer timer.Stop()
 	select {

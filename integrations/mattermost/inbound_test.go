@@ -2,6 +2,7 @@ package mattermost
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/bottest"
 	"github.com/gatehouse-dev/gatehouse/integrations/mattermost/mattermostfake"
 )
 
@@ -66,7 +68,7 @@ func TestSlashCommand(t *testing.T) {
 				}
 				return
 			}
-			want := handlerCall{Kind: "command", Text: "request dba for 2h", User: bot.ChatUser{
+			want := bottest.Call{Method: bottest.MethodCommand, Text: "request dba for 2h", User: bot.ChatUser{
 				Platform: bot.Mattermost, Workspace: e.mm.TeamID(), ID: e.alice.ID, Name: "alice", Email: tc.wantEmail}}
 			if len(calls) != 1 || calls[0] != want {
 				t.Fatalf("handler calls %+v, want %+v", calls, want)
@@ -95,13 +97,17 @@ func TestSlashCommandAsJSON(t *testing.T) {
 
 func TestSlowCommandAnswersLaterThroughResponseURL(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.CommandDeadline = 20 * time.Millisecond })
-	e.h.delay = 200 * time.Millisecond
-	e.h.setReply(bot.Reply{Text: "request `R-1` created"})
+	e.h.Hold()
+	// Should the answer wait for the handler after all, release it late
+	// rather than hang: the answer then carries the result, not textWorking.
+	defer time.AfterFunc(time.Second, e.h.Release).Stop()
+	e.h.SetReply(bot.Reply{Text: "request `R-1` created"})
 	status, resp, err := e.mm.SlashCommand(e.url(CommandsPath), e.alice, "request dba")
 	if err != nil || status != 200 || resp.Text != textWorking {
 		t.Fatalf("first answer: status %d %q err %v, want %q", status, resp.Text, err, textWorking)
 	}
-	e.a.Wait()
+	e.h.Release()
+	_ = e.a.Shutdown(context.Background())
 	shown := e.mm.Ephemeral(e.alice.ID)
 	if len(shown) != 2 || shown[1].Text != "request `R-1` created" {
 		t.Fatalf("ephemeral posts %+v, want the working notice then the result", shown)
@@ -159,7 +165,7 @@ func TestOversizedBodyRefused(t *testing.T) {
 
 func TestApproveClickIsAReviewByTheClicker(t *testing.T) {
 	e := newEnv(t)
-	e.h.setReply(bot.Reply{Text: "Approved `R-7`."})
+	e.h.SetReply(bot.Reply{Text: "Approved `R-7`."})
 	card := e.postCard(t, e.channel, "R-7")
 	status, resp, err := e.mm.ClickButton(card, "Approve", e.bob)
 	if err != nil || status != 200 {
@@ -168,7 +174,7 @@ func TestApproveClickIsAReviewByTheClicker(t *testing.T) {
 	if resp.EphemeralText != "Approved `R-7`." || resp.Update != nil {
 		t.Errorf("answer %+v: want the reply as ephemeral text and the shared post left alone", resp)
 	}
-	want := handlerCall{Kind: "review", RequestID: "R-7", Verdict: access.VerdictApprove,
+	want := bottest.Call{Method: bottest.MethodReview, RequestID: "R-7", Verdict: access.VerdictApprove,
 		User: bot.ChatUser{Platform: bot.Mattermost, Workspace: e.mm.TeamID(), ID: e.bob.ID, Name: "bob"}}
 	if calls := e.h.Calls(); len(calls) != 1 || calls[0] != want {
 		t.Fatalf("handler calls %+v, want %+v", calls, want)
@@ -277,19 +283,19 @@ func TestDenyOpensDialogThenReviews(t *testing.T) {
 		t.Fatalf("refused submissions reached the handler: %+v", calls)
 	}
 
-	e.h.setReply(bot.Reply{Text: "Denied."})
+	e.h.SetReply(bot.Reply{Text: "Denied."})
 	status, sresp, err = e.mm.SubmitDialog(d, e.bob, map[string]any{"reason": "not on call"})
 	if err != nil || status != 200 || sresp.Error != "" || len(sresp.Errors) != 0 {
 		t.Fatalf("submission: status %d %+v err %v", status, sresp, err)
 	}
-	want := handlerCall{Kind: "review", RequestID: "R-9", Verdict: access.VerdictDeny, Reason: "not on call",
+	want := bottest.Call{Method: bottest.MethodReview, RequestID: "R-9", Verdict: access.VerdictDeny, Reason: "not on call",
 		User: bot.ChatUser{Platform: bot.Mattermost, Workspace: e.mm.TeamID(), ID: e.bob.ID, Name: "bob"}}
 	if calls := e.h.Calls(); len(calls) != 1 || calls[0] != want {
 		t.Fatalf("handler calls %+v, want %+v", calls, want)
 	}
 
 	// A refusal from the core is shown in the dialog.
-	e.h.setReply(bot.Reply{Text: "bob may not review R-9", Error: true})
+	e.h.SetReply(bot.Reply{Text: "bob may not review R-9", Error: true})
 	_, sresp, _ = e.mm.SubmitDialog(d, e.bob, map[string]any{"reason": "again"})
 	if sresp.Error != "bob may not review R-9" {
 		t.Fatalf("error reply shown as %+v", sresp)
@@ -305,14 +311,14 @@ func TestDenyOpensDialogThenReviews(t *testing.T) {
 
 func TestDeviceLoginConfirm(t *testing.T) {
 	e := newEnv(t)
-	e.h.setReply(bot.Reply{Text: "Confirm this login?", Login: &bot.LoginPrompt{
+	e.h.SetReply(bot.Reply{Text: "Confirm this login?", Login: &bot.LoginPrompt{
 		Code: "QX7P-2M4K", User: "alice", Address: "203.0.113.9", KeyHash: "SHA256:abc", Expires: e.clock.Now().Add(5 * time.Minute)}})
 	status, resp, err := e.mm.SlashCommand(e.url(CommandsPath), e.alice, "login QX7P-2M4K")
 	if err != nil || status != 200 || len(resp.Attachments) != 1 {
 		t.Fatalf("command: status %d %+v err %v", status, resp, err)
 	}
 	prompt := e.mm.Ephemeral(e.alice.ID)[0]
-	e.h.setReply(bot.Reply{Text: "Login confirmed."})
+	e.h.SetReply(bot.Reply{Text: "Login confirmed."})
 
 	// The prompt's button is bound to alice: bob cannot use it, nor can a
 	// changed code pass.
@@ -334,7 +340,7 @@ func TestDeviceLoginConfirm(t *testing.T) {
 		t.Fatalf("confirm: status %d %+v err %v", status, aresp, err)
 	}
 	calls := e.h.Calls()
-	want := handlerCall{Kind: "confirm_login", Code: "QX7P-2M4K",
+	want := bottest.Call{Method: bottest.MethodConfirmLogin, Code: "QX7P-2M4K",
 		User: bot.ChatUser{Platform: bot.Mattermost, Workspace: e.mm.TeamID(), ID: e.alice.ID, Name: "alice"}}
 	if len(calls) != 2 || calls[1] != want {
 		t.Fatalf("handler calls %+v, want %+v last", calls, want)
@@ -354,7 +360,7 @@ func TestUnknownActionRefused(t *testing.T) {
 func TestNotInitialisedAnswers503(t *testing.T) {
 	mm := mattermostfake.New(mattermostfake.Options{})
 	defer mm.Close()
-	a, err := New(Config{URL: mm.URL, BotToken: "x", CommandToken: "y", Team: "t", PublicURL: "https://gatehouse.example.com", ButtonKey: testKey}, &recordingHandler{}, nil)
+	a, err := New(Config{URL: mm.URL, BotToken: "x", CommandToken: "y", Team: "t", PublicURL: "https://gatehouse.example.com", ButtonKey: testKey}, &bottest.Handler{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

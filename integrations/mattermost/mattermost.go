@@ -14,6 +14,7 @@ import (
 	"github.com/mattermost/mattermost/server/public/model"
 
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/webhook"
 )
 
 // Timeouts and limits.
@@ -28,6 +29,9 @@ const (
 	DefaultCommandDeadline = 2500 * time.Millisecond
 	// commandWorkTimeout bounds a command that went to response_url.
 	commandWorkTimeout = 30 * time.Second
+	// maxInflight bounds the commands running at once; past it a command
+	// is answered "busy" at once rather than queued.
+	maxInflight = 256
 	// apiTimeout bounds one REST call to Mattermost.
 	apiTimeout = 15 * time.Second
 	// dialogTTL is how long a deny dialog may stay open before its
@@ -96,8 +100,9 @@ type Adapter struct {
 	dms       map[string]string // user id → direct channel id
 	usernames map[string]string // user id → username
 
-	// inflight counts commands still delivering to response_url.
-	inflight sync.WaitGroup
+	// workers run the commands, bounded, and let Wait find those still
+	// delivering to response_url.
+	workers *webhook.Workers
 }
 
 // Interface guard.
@@ -156,6 +161,7 @@ func New(cfg Config, h bot.Handler, log *slog.Logger) (*Adapter, error) {
 		cfg:        cfg,
 		h:          h,
 		log:        log,
+		workers:    webhook.NewWorkers(maxInflight),
 		client:     client,
 		actionsURL: public + ActionsPath,
 		dialogsURL: public + DialogsPath,
@@ -210,7 +216,15 @@ func (a *Adapter) Name() string { return bot.Mattermost }
 
 // Wait blocks until every slash command answered "working…" has sent its
 // result to response_url. Call it once the HTTP server has stopped taking
-// requests (graceful shutdown, end of a test).
-func (a *Adapter) Wait() { a.inflight.Wait() }
+// Shutdown refuses new commands' background work and waits, until ctx
+// ends, for those still delivering their result to response_url; call it
+// after the HTTP server stops taking requests.
+func (a *Adapter) Shutdown(ctx context.Context) error {
+	a.workers.Close()
+	if err := a.workers.Wait(ctx); err != nil {
+		return fmt.Errorf("mattermost: shutdown: %w", err)
+	}
+	return nil
+}
 
 func (a *Adapter) now() time.Time { return a.cfg.Now() }

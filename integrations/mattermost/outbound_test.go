@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/bottest"
 	"github.com/gatehouse-dev/gatehouse/integrations/mattermost/mattermostfake"
 	"github.com/gatehouse-dev/gatehouse/outbox"
 )
@@ -38,13 +39,13 @@ func TestNewNamesTheBadKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := good
 			tc.change(&cfg)
-			_, err := New(cfg, &recordingHandler{}, nil)
+			_, err := New(cfg, &bottest.Handler{}, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want one naming %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := New(good, &recordingHandler{}, nil); err != nil {
+	if _, err := New(good, &bottest.Handler{}, nil); err != nil {
 		t.Fatalf("good config refused: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	slackgo "github.com/slack-go/slack"
 
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/webhook"
 )
 
 // Timeouts and bounds of the inbound side.
@@ -42,13 +43,10 @@ type Adapter struct {
 	h       bot.Handler
 	log     *slog.Logger
 	api     *slackgo.Client
-	replays *replayCache
-
-	slots chan struct{} // maxInflight tokens
-	work  sync.WaitGroup
+	replays *webhook.ReplayCache
+	workers *webhook.Workers // at most maxInflight commands and clicks
 
 	mu     sync.Mutex
-	closed bool
 	emails map[string]cachedEmail // user id -> e-mail
 
 	channels channelCache // has its own lock
@@ -81,8 +79,8 @@ func New(cfg Config, h bot.Handler, log *slog.Logger) (*Adapter, error) {
 		h:       h,
 		log:     log,
 		api:     slackgo.New(cfg.BotToken, slackgo.OptionAPIURL(cfg.APIURL), slackgo.OptionHTTPClient(&http.Client{Timeout: apiTimeout})),
-		replays: newReplayCache(replayCapacity),
-		slots:   make(chan struct{}, maxInflight),
+		replays: webhook.NewReplayCache(0),
+		workers: webhook.NewWorkers(maxInflight),
 		emails:  make(map[string]cachedEmail),
 	}, nil
 }
@@ -93,42 +91,22 @@ func (a *Adapter) Name() string { return bot.Slack }
 // Shutdown stops taking new work and waits for the commands and clicks in
 // flight (their Replies still get posted) until ctx ends.
 func (a *Adapter) Shutdown(ctx context.Context) error {
-	a.mu.Lock()
-	a.closed = true
-	a.mu.Unlock()
-	done := make(chan struct{})
-	go func() { a.work.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("slack: shutdown: %w", ctx.Err())
+	a.workers.Close()
+	if err := a.workers.Wait(ctx); err != nil {
+		return fmt.Errorf("slack: shutdown: %w", err)
 	}
+	return nil
 }
 
 // spawn runs fn in the background, detached from the request that asked for
 // it, under workTimeout. It returns false without running fn when
 // maxInflight works are running or the adapter is shutting down.
 func (a *Adapter) spawn(fn func(ctx context.Context)) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return false
-	}
-	select {
-	case a.slots <- struct{}{}:
-	default:
-		return false
-	}
-	a.work.Add(1)
-	go func() {
-		defer a.work.Done()
-		defer func() { <-a.slots }()
+	return a.workers.TryGo(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), workTimeout)
 		defer cancel()
 		fn(ctx)
-	}()
-	return true
+	})
 }
 
 // chatUser is who sent a command or clicked. With EmailLookup the e-mail

@@ -6,72 +6,20 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/bottest"
 	"github.com/gatehouse-dev/gatehouse/integrations/slack/slackfake"
 )
-
-// call is one Handler call the fake handler recorded.
-type call struct {
-	Method    string // Command, Review, ConfirmLogin
-	User      bot.ChatUser
-	Text      string // Command
-	RequestID string // Review
-	Verdict   access.Verdict
-	Reason    string
-	Code      string // ConfirmLogin
-}
-
-// fakeHandler records calls and answers with canned Replies. With hold
-// set, every call waits until release is called: a slow etcd.
-type fakeHandler struct {
-	mu    sync.Mutex
-	calls []call
-	reply func(call) bot.Reply
-	hold  chan struct{}
-}
-
-func (f *fakeHandler) record(c call) bot.Reply {
-	f.mu.Lock()
-	f.calls = append(f.calls, c)
-	hold, reply := f.hold, f.reply
-	f.mu.Unlock()
-	if hold != nil {
-		<-hold
-	}
-	if reply != nil {
-		return reply(c)
-	}
-	return bot.Reply{Text: "ok: " + c.Method}
-}
-
-func (f *fakeHandler) Command(_ context.Context, u bot.ChatUser, text string) bot.Reply {
-	return f.record(call{Method: "Command", User: u, Text: text})
-}
-
-func (f *fakeHandler) Review(_ context.Context, u bot.ChatUser, requestID string, verdict access.Verdict, reason string) bot.Reply {
-	return f.record(call{Method: "Review", User: u, RequestID: requestID, Verdict: verdict, Reason: reason})
-}
-
-func (f *fakeHandler) ConfirmLogin(_ context.Context, u bot.ChatUser, code string) bot.Reply {
-	return f.record(call{Method: "ConfirmLogin", User: u, Code: code})
-}
-
-func (f *fakeHandler) Calls() []call {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]call(nil), f.calls...)
-}
 
 // harness is the adapter serving its routes on an httptest server, against
 // a slackfake Slack.
 type harness struct {
 	fake            *slackfake.Server
-	h               *fakeHandler
+	h               *bottest.Handler
 	a               *Adapter
 	commandsURL     string
 	interactionsURL string
@@ -82,7 +30,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 func newHarness(t testing.TB, opts slackfake.Options, configure func(*Config)) *harness {
 	t.Helper()
 	fake := slackfake.New(t, opts)
-	h := &fakeHandler{}
+	h := &bottest.Handler{}
 	cfg := Config{BotToken: fake.BotToken, SigningSecret: fake.SigningSecret, APIURL: fake.APIURL, TeamID: fake.TeamID}
 	if configure != nil {
 		configure(&cfg)
@@ -98,6 +46,9 @@ func newHarness(t testing.TB, opts slackfake.Options, configure func(*Config)) *
 	hooks := httptest.NewServer(mux)
 	t.Cleanup(hooks.Close)
 	t.Cleanup(func() { shutdown(t, a) })
+	// Registered last so it runs first: a test that failed while holding
+	// the handler does not leave shutdown waiting for it.
+	t.Cleanup(h.Release)
 	return &harness{fake: fake, h: h, a: a, commandsURL: hooks.URL + CommandsPath, interactionsURL: hooks.URL + InteractionsPath}
 }
 

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/bottest"
 	"github.com/gatehouse-dev/gatehouse/integrations/slack/slackfake"
 )
 
@@ -22,14 +22,11 @@ import (
 // Reply is posted to the response_url once the Handler returns, privately.
 func TestSlashCommandAcksAtOnceAndRepliesPrivately(t *testing.T) {
 	hs := newHarness(t, slackfake.Options{}, nil)
-	hold := make(chan struct{})
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(hold) }) }
+	hs.h.Hold()
 	// Should the ack wait for the Handler after all, release it late
 	// rather than hang: the elapsed-time check below then fails.
-	defer time.AfterFunc(slackfake.AckTimeout+time.Second, release).Stop()
-	hs.h.hold = hold
-	hs.h.reply = func(call) bot.Reply { return bot.Reply{Text: "Request `r-1` created.", Card: new(pendingCard("r-1"))} }
+	defer time.AfterFunc(slackfake.AckTimeout+time.Second, hs.h.Release).Stop()
+	hs.h.SetReply(bot.Reply{Text: "Request `r-1` created.", Card: new(pendingCard("r-1"))})
 
 	start := time.Now()
 	status, body, err := hs.fake.SlashCommand(hs.commandsURL, alice, "request dba for 2h because ticket #42")
@@ -46,7 +43,7 @@ func TestSlashCommandAcksAtOnceAndRepliesPrivately(t *testing.T) {
 		t.Fatalf("a reply was posted before the Handler answered: %+v", got)
 	}
 
-	release()
+	hs.h.Release()
 	replies, err := hs.fake.WaitResponses(1, waitLong)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +60,7 @@ func TestSlashCommandAcksAtOnceAndRepliesPrivately(t *testing.T) {
 	}
 
 	calls := hs.h.Calls()
-	want := call{Method: "Command", Text: "request dba for 2h because ticket #42",
+	want := bottest.Call{Method: bottest.MethodCommand, Text: "request dba for 2h because ticket #42",
 		User: bot.ChatUser{Platform: bot.Slack, Workspace: hs.fake.TeamID, ID: alice.ID, Name: alice.Name}}
 	if len(calls) != 1 || calls[0] != want {
 		t.Fatalf("calls = %+v, want %+v", calls, want)
@@ -164,7 +161,7 @@ func postCard(t testing.TB, hs *harness, card bot.Card) slackfake.Message {
 // itself is left for the outbox to edit.
 func TestApproveClickReviewsAsTheClicker(t *testing.T) {
 	hs := newHarness(t, slackfake.Options{}, nil)
-	hs.h.reply = func(call) bot.Reply { return bot.Reply{Text: "Approved `r-7` (security 1/1)."} }
+	hs.h.SetReply(bot.Reply{Text: "Approved `r-7` (security 1/1)."})
 	msg := postCard(t, hs, pendingCard("r-7"))
 
 	status, body, err := hs.fake.ClickButton(hs.interactionsURL, bob, msg, bot.ActionApprove)
@@ -178,7 +175,7 @@ func TestApproveClickReviewsAsTheClicker(t *testing.T) {
 	if r := replies[0]; r.UserID != bob.ID || r.ResponseType != slackgo.ResponseTypeEphemeral || r.ReplaceOriginal || !strings.Contains(r.Text, "Approved `r-7`") {
 		t.Fatalf("reply = %+v, want a private message to bob that leaves the card alone", r)
 	}
-	want := call{Method: "Review", RequestID: "r-7", Verdict: access.VerdictApprove,
+	want := bottest.Call{Method: bottest.MethodReview, RequestID: "r-7", Verdict: access.VerdictApprove,
 		User: bot.ChatUser{Platform: bot.Slack, Workspace: hs.fake.TeamID, ID: bob.ID, Name: bob.Name}}
 	if calls := hs.h.Calls(); len(calls) != 1 || calls[0] != want {
 		t.Fatalf("calls = %+v, want %+v", calls, want)
@@ -193,7 +190,7 @@ func TestApproveClickReviewsAsTheClicker(t *testing.T) {
 // clicker privately.
 func TestDenyClickOpensModalAndSubmissionDenies(t *testing.T) {
 	hs := newHarness(t, slackfake.Options{}, nil)
-	hs.h.reply = func(call) bot.Reply { return bot.Reply{Text: "Denied `r-9`."} }
+	hs.h.SetReply(bot.Reply{Text: "Denied `r-9`."})
 	msg := postCard(t, hs, pendingCard("r-9"))
 
 	if status, body, err := hs.fake.ClickButton(hs.interactionsURL, bob, msg, bot.ActionDeny); err != nil || status != http.StatusOK {
@@ -218,7 +215,7 @@ func TestDenyClickOpensModalAndSubmissionDenies(t *testing.T) {
 	if got := responseAction(t, body); got.ResponseAction != slackgo.RAClear {
 		t.Fatalf("submission answer = %s, want clear", body)
 	}
-	want := call{Method: "Review", RequestID: "r-9", Verdict: access.VerdictDeny, Reason: "no ticket given",
+	want := bottest.Call{Method: bottest.MethodReview, RequestID: "r-9", Verdict: access.VerdictDeny, Reason: "no ticket given",
 		User: bot.ChatUser{Platform: bot.Slack, Workspace: hs.fake.TeamID, ID: bob.ID, Name: bob.Name}}
 	if calls := hs.h.Calls(); len(calls) != 1 || calls[0] != want {
 		t.Fatalf("calls = %+v, want %+v", calls, want)
@@ -257,7 +254,7 @@ func TestDenySubmissionErrorsShowInModal(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			hs := newHarness(t, slackfake.Options{}, nil)
-			hs.h.reply = func(call) bot.Reply { return tc.reply }
+			hs.h.SetReply(tc.reply)
 			msg := postCard(t, hs, pendingCard("r-3"))
 			if _, _, err := hs.fake.ClickButton(hs.interactionsURL, bob, msg, bot.ActionDeny); err != nil {
 				t.Fatal(err)
@@ -333,12 +330,12 @@ func TestMalformedInteractionsRefused(t *testing.T) {
 func TestLoginPromptConfirmButton(t *testing.T) {
 	hs := newHarness(t, slackfake.Options{}, nil)
 	expires := time.Now().Add(5 * time.Minute)
-	hs.h.reply = func(c call) bot.Reply {
-		if c.Method == "Command" {
+	hs.h.SetReplyFunc(func(c bottest.Call) bot.Reply {
+		if c.Method == bottest.MethodCommand {
 			return bot.Reply{Login: &bot.LoginPrompt{Code: "ABCD-1234", User: "alice", Address: "203.0.113.7", KeyHash: "SHA256:abc", Expires: expires}}
 		}
 		return bot.Reply{Text: "Device login confirmed."}
-	}
+	})
 	if _, _, err := hs.fake.SlashCommand(hs.commandsURL, alice, "login ABCD-1234"); err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +356,7 @@ func TestLoginPromptConfirmButton(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := hs.h.Calls()
-	if len(calls) != 2 || calls[1].Method != "ConfirmLogin" || calls[1].Code != "ABCD-1234" || calls[1].User.ID != alice.ID {
+	if len(calls) != 2 || calls[1].Method != bottest.MethodConfirmLogin || calls[1].Code != "ABCD-1234" || calls[1].User.ID != alice.ID {
 		t.Fatalf("calls = %+v", calls)
 	}
 }
@@ -407,13 +404,13 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(tc.cfg, &fakeHandler{}, nil)
+			_, err := New(tc.cfg, &bottest.Handler{}, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one naming %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := New(Config{BotToken: "xoxb-1", SocketMode: true, AppToken: "xapp-1"}, &fakeHandler{}, nil); err != nil {
+	if _, err := New(Config{BotToken: "xoxb-1", SocketMode: true, AppToken: "xapp-1"}, &bottest.Handler{}, nil); err != nil {
 		t.Fatalf("socket mode needs no signing secret: %v", err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	slackgo "github.com/slack-go/slack"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gatehouse-dev/gatehouse/bot/bottest"
 )
 
 // The shipped app manifest parses strictly into slack-go's manifest type
@@ -60,7 +62,7 @@ func TestManifestMatchesRoutes(t *testing.T) {
 	}
 
 	// Routes serves exactly the two URLs.
-	a, err := New(Config{BotToken: "xoxb-1", SigningSecret: "s"}, &fakeHandler{}, nil)
+	a, err := New(Config{BotToken: "xoxb-1", SigningSecret: "s"}, &bottest.Handler{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func (a *Adapter) socketEnvelope(ctx context.Context, client *socketmode.Client,
 	}
 	if req.EnvelopeID != "" {
 		now := a.cfg.Now()
-		if err := a.replays.add("envelope:"+req.EnvelopeID, now, now.Add(2*MaxSkew)); err != nil {
+		if err := a.replays.Add("envelope:"+req.EnvelopeID, now, now.Add(2*MaxSkew)); err != nil {
 			a.log.Warn("socket mode envelope seen before; acknowledged, not run again", "envelope", req.EnvelopeID, "retry", req.RetryAttempt, "err", err)
 			a.socketAck(ctx, client, *req, nil)
 			return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/bottest"
 	"github.com/gatehouse-dev/gatehouse/integrations/slack/slackfake"
 )
 
@@ -57,7 +58,7 @@ func socketHarness(t *testing.T, appToken string) *harness {
 func TestSocketMode(t *testing.T) {
 	hs := socketHarness(t, slackfake.DefaultAppToken)
 	stop := runSocketMode(t, hs)
-	hs.h.reply = func(c call) bot.Reply { return bot.Reply{Text: c.Method + " done"} }
+	hs.h.SetReplyFunc(func(c bottest.Call) bot.Reply { return bot.Reply{Text: c.Method + " done"} })
 
 	ack, err := hs.fake.SocketSlashCommand(alice, "ls")
 	if err != nil || ack != nil {
@@ -106,10 +107,10 @@ func TestSocketMode(t *testing.T) {
 	shutdown(t, hs.a)
 	calls := hs.h.Calls()
 	wantUser := bot.ChatUser{Platform: bot.Slack, Workspace: hs.fake.TeamID, ID: bob.ID, Name: bob.Name}
-	want := []call{
-		{Method: "Command", Text: "ls", User: bot.ChatUser{Platform: bot.Slack, Workspace: hs.fake.TeamID, ID: alice.ID, Name: alice.Name}},
-		{Method: "Review", RequestID: "r-5", Verdict: access.VerdictApprove, User: wantUser},
-		{Method: "Review", RequestID: "r-5", Verdict: access.VerdictDeny, Reason: "not on call", User: wantUser},
+	want := []bottest.Call{
+		{Method: bottest.MethodCommand, Text: "ls", User: bot.ChatUser{Platform: bot.Slack, Workspace: hs.fake.TeamID, ID: alice.ID, Name: alice.Name}},
+		{Method: bottest.MethodReview, RequestID: "r-5", Verdict: access.VerdictApprove, User: wantUser},
+		{Method: bottest.MethodReview, RequestID: "r-5", Verdict: access.VerdictDeny, Reason: "not on call", User: wantUser},
 	}
 	if len(calls) != len(want) {
 		t.Fatalf("calls = %+v, want %+v", calls, want)
@@ -125,7 +126,7 @@ func TestSocketMode(t *testing.T) {
 func TestSocketModeDenyErrorInModal(t *testing.T) {
 	hs := socketHarness(t, slackfake.DefaultAppToken)
 	runSocketMode(t, hs)
-	hs.h.reply = func(call) bot.Reply { return bot.Reply{Error: true, Text: "you may not review your own request"} }
+	hs.h.SetReply(bot.Reply{Error: true, Text: "you may not review your own request"})
 	card := postCard(t, hs, pendingCard("r-6"))
 	if _, err := hs.fake.SocketClickButton(alice, card, bot.ActionDeny); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,107 @@
+package webhook
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// DefaultReplayCapacity is the ReplayCache size NewReplayCache(0) gives:
+// far more requests than one workspace or application sends in the
+// platforms' 5-minute signature window.
+const DefaultReplayCapacity = 100_000
+
+var (
+	// ErrReplay: an authentic request whose id (interaction id, signature,
+	// envelope id) was already seen and has not expired. Answer 409
+	// Conflict: the platforms retry with a new id, so a repeat is a replay
+	// by someone else.
+	ErrReplay = errors.New("request already seen")
+	// ErrReplayCacheFull: the cache holds its capacity of unexpired ids, so
+	// a new one cannot be remembered. Answer 503: refusing the request is
+	// safer than evicting a live id, which would reopen its replay window.
+	ErrReplayCacheFull = errors.New("replay cache full")
+)
+
+// ReplayCache remembers request ids until they expire, so that a captured,
+// authentic request cannot be sent again while its signature is still
+// fresh. It is bounded (at most capacity unexpired ids; when full, new ids
+// are refused with ErrReplayCacheFull rather than evicting live ones) and
+// safe for concurrent use.
+//
+// The cache is per process. With several accessd replicas behind one
+// endpoint, a replay that lands on another replica is not caught here;
+// catching that needs a shared store (for example an etcd key per id with
+// a lease as long as the signature window). The core's state checks still
+// make a repeated review harmless.
+type ReplayCache struct {
+	mu       sync.Mutex
+	capacity int
+	byID     map[string]time.Time // id -> expiry
+	order    expiryHeap
+}
+
+// NewReplayCache returns a cache holding at most capacity ids;
+// capacity <= 0 means DefaultReplayCapacity.
+func NewReplayCache(capacity int) *ReplayCache {
+	if capacity <= 0 {
+		capacity = DefaultReplayCapacity
+	}
+	return &ReplayCache{capacity: capacity, byID: make(map[string]time.Time)}
+}
+
+// Add records id until until. It fails with ErrReplay when id is already
+// held and unexpired at now, and with ErrReplayCacheFull when capacity
+// unexpired ids are held; in both cases nothing is recorded. Ids whose
+// expiry is not after now are forgotten first.
+func (c *ReplayCache) Add(id string, now, until time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.prune(now)
+	if _, ok := c.byID[id]; ok {
+		return fmt.Errorf("%w: id %s", ErrReplay, id)
+	}
+	if len(c.byID) >= c.capacity {
+		return fmt.Errorf("%w: %d ids", ErrReplayCacheFull, c.capacity)
+	}
+	c.byID[id] = until
+	heap.Push(&c.order, entry{id: id, until: until})
+	return nil
+}
+
+// Len reports how many unexpired ids the cache holds at now.
+func (c *ReplayCache) Len(now time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.prune(now)
+	return len(c.byID)
+}
+
+// prune drops every entry whose expiry is not after now.
+func (c *ReplayCache) prune(now time.Time) {
+	for len(c.order) > 0 && !c.order[0].until.After(now) {
+		e := heap.Pop(&c.order).(entry)
+		delete(c.byID, e.id)
+	}
+}
+
+type entry struct {
+	id    string
+	until time.Time
+}
+
+// expiryHeap orders entries by expiry, soonest first (container/heap).
+type expiryHeap []entry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(entry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
