@@ -48,7 +48,9 @@ type chatWorld struct {
 	discordChannel string
 	mmChannel      string
 
-	alice slackfake.User      // requester, in Slack
+	alice slackfake.User      // requester, in Slack (and Discord, Mattermost)
+	aliceDiscord discordfake.User
+	aliceMM      mattermostfake.User
 	carol mattermostfake.User // reviewer, in Mattermost
 	dave  slackfake.User      // reviewer, in Slack
 	bob   discordfake.User    // reviewer, in Discord
@@ -74,6 +76,8 @@ func newChatWorld(t testing.TB, start bool) (*chatWorld, func() context.CancelFu
 	t.Cleanup(w.mm.Close)
 	w.mmChannel = w.mm.AddChannel(w.mm.Team(), "access-requests")
 	w.carol = w.mm.AddUser("", "carol", "carol@example.com")
+	w.aliceMM = w.mm.AddUser("", "alice", "alice@example.com")
+	w.aliceDiscord = discordfake.User{ID: "800000000000000001", Name: "alice", GuildID: guild}
 
 	engine, err := policies.New(policies.Bundle{Files: map[string][]byte{"thresholds.rego": []byte(twoApprovals)}})
 	if err != nil {
@@ -92,7 +96,7 @@ func newChatWorld(t testing.TB, start bool) (*chatWorld, func() context.CancelFu
 kind: user
 version: v1
 metadata: {name: alice}
-spec: {roles: [requester], traits: {slack_id: [UALICE]}}
+spec: {roles: [requester], traits: {slack_id: [UALICE], discord_id: ["800000000000000001"], mattermost_id: [%s]}}
 ---
 kind: user
 version: v1
@@ -108,7 +112,7 @@ kind: user
 version: v1
 metadata: {name: bob}
 spec: {roles: [reviewer], traits: {discord_id: ["%s"]}}
-`, w.carol.ID, w.bob.ID))
+`, w.aliceMM.ID, w.carol.ID, w.bob.ID))
 
 	srv := httptest.NewServer(w.c.Server.Handler())
 	t.Cleanup(srv.Close)
@@ -484,5 +488,94 @@ func TestDeviceLoginConfirmedFromSlack(t *testing.T) {
 	eventually(t, "the device login redeemed", func() bool {
 		res, err := w.c.Svc.RedeemDeviceLogin(ctx, d.Code, string(csr))
 		return err == nil && res.CertPEM != ""
+	})
+}
+
+// The same journey starting in Discord and in Mattermost: the slash
+// command makes the request, a click on that platform's card approves it
+// (after a first approval elsewhere), the card shows APPROVED without
+// buttons, and alice is DMed on that platform too.
+func TestEachPlatformEndToEnd(t *testing.T) {
+	w, _ := newChatWorld(t, true)
+	ctx := context.Background()
+	dave, err := w.c.Svc.Caller(ctx, "dave", bot.Slack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := func() access.Request {
+		all, err := w.c.Store.ListRequests(ctx)
+		if err != nil || len(all) == 0 {
+			t.Fatalf("requests: %d, %v", len(all), err)
+		}
+		latest := all[0]
+		for _, r := range all {
+			if r.Created.After(latest.Created) {
+				latest = r
+			}
+		}
+		return latest
+	}
+
+	t.Run("discord", func(t *testing.T) {
+		status, body, err := w.discord.SlashCommand(w.hooks+"/v1/hooks/discord/interactions", w.aliceDiscord, "request",
+			map[string]any{"roles": "dba", "duration": "1h", "reason": "ticket #43"})
+		if err != nil || status != 200 {
+			t.Fatalf("slash command: %d %s %v", status, body, err)
+		}
+		reply, err := w.discord.WaitOriginal(w.discord.LastDelivery().Token, 10*time.Second)
+		if err != nil || !strings.Contains(reply.Content+reply.EmbedText, "created") {
+			t.Fatalf("reply = %+v, %v", reply, err)
+		}
+		r := newest()
+		if r.Source != bot.Discord || r.Reason != "ticket #43" {
+			t.Fatalf("request = %+v", r)
+		}
+		if _, err := w.c.Svc.Review(ctx, dave, r.ID, service.ReviewInput{Verdict: access.VerdictApprove}); err != nil {
+			t.Fatal(err)
+		}
+		var card discordfake.Message
+		eventually(t, "the Discord card at 1/2", func() bool {
+			var ok bool
+			card, ok = w.discordCard(r.ID)
+			return ok && strings.Contains(card.EmbedText, "1/2")
+		})
+		if status, body, err := w.discord.ClickButton(w.hooks+"/v1/hooks/discord/interactions", w.bob, card, "approve:"+r.ID); err != nil || status != 200 {
+			t.Fatalf("click: %d %s %v", status, body, err)
+		}
+		eventually(t, "APPROVED on the Discord card and alice's Discord DM", func() bool {
+			card, _ = w.discordCard(r.ID)
+			dms := w.discord.DMs(w.aliceDiscord.ID)
+			return strings.Contains(card.EmbedText, "APPROVED") && len(card.Buttons) == 0 &&
+				len(dms) > 0 && strings.Contains(dms[len(dms)-1].Content+dms[len(dms)-1].EmbedText, "APPROVED")
+		})
+	})
+
+	t.Run("mattermost", func(t *testing.T) {
+		status, resp, err := w.mm.SlashCommand(w.hooks+"/v1/hooks/mattermost/commands", w.aliceMM, "request dba for 1h because ticket #44")
+		if err != nil || status != 200 || !strings.Contains(resp.Text, "created") {
+			t.Fatalf("slash command: %d %+v %v", status, resp, err)
+		}
+		r := newest()
+		if r.Source != bot.Mattermost || r.Reason != "ticket #44" {
+			t.Fatalf("request = %+v", r)
+		}
+		if _, err := w.c.Svc.Review(ctx, dave, r.ID, service.ReviewInput{Verdict: access.VerdictApprove}); err != nil {
+			t.Fatal(err)
+		}
+		var card mattermostfake.Message
+		eventually(t, "the Mattermost card at 1/2", func() bool {
+			var ok bool
+			card, ok = w.mmCard(r.ID)
+			return ok && strings.Contains(card.Text, "1/2")
+		})
+		if status, resp, err := w.mm.ClickButton(card, "Approve", w.carol); err != nil || status != 200 {
+			t.Fatalf("click: %d %+v %v", status, resp, err)
+		}
+		eventually(t, "APPROVED on the Mattermost card and alice's Mattermost DM", func() bool {
+			card, _ = w.mmCard(r.ID)
+			dms := w.mm.DMs(w.aliceMM.ID)
+			return strings.Contains(card.Text, "APPROVED") && len(card.Buttons) == 0 &&
+				len(dms) > 0 && strings.Contains(dms[len(dms)-1].Text, "APPROVED")
+		})
 	})
 }
