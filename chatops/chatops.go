@@ -83,6 +83,7 @@ func Start(ctx context.Context, cfg Config, svc *service.Service, st *store.Stor
 	var socketMode *slack.Adapter
 	if c := cfg.Slack; c != nil {
 		c.EmailLookup = cfg.EmailMapping
+		c.Replays = st
 		a, err := slack.New(*c, core, log.With("platform", bot.Slack))
 		if err != nil {
 			return nil, fmt.Errorf("slack: %w", err)
@@ -95,6 +96,7 @@ func Start(ctx context.Context, cfg Config, svc *service.Service, st *store.Stor
 		adapters = append(adapters, a)
 	}
 	if c := cfg.Discord; c != nil {
+		c.Replays = st
 		a, err := discord.New(*c, core, log.With("platform", bot.Discord))
 		if err != nil {
 			return nil, fmt.Errorf("discord: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -40,6 +41,7 @@ thresholds contains {"name": "default", "approve": 2, "deny": 1, "reviewers": {}
 type chatWorld struct {
 	c       *testcluster.Cluster
 	hooks   string // accessd's public URL
+	cfg     chatops.Config
 	slack   *slackfake.Server
 	discord *discordfake.Fake
 	mm      *mattermostfake.Server
@@ -48,12 +50,12 @@ type chatWorld struct {
 	discordChannel string
 	mmChannel      string
 
-	alice slackfake.User      // requester, in Slack (and Discord, Mattermost)
+	alice        slackfake.User // requester, in Slack (and Discord, Mattermost)
 	aliceDiscord discordfake.User
 	aliceMM      mattermostfake.User
-	carol mattermostfake.User // reviewer, in Mattermost
-	dave  slackfake.User      // reviewer, in Slack
-	bob   discordfake.User    // reviewer, in Discord
+	carol        mattermostfake.User // reviewer, in Mattermost
+	dave         slackfake.User      // reviewer, in Slack
+	bob          discordfake.User    // reviewer, in Discord
 }
 
 const guild = "900000000000000001"
@@ -124,6 +126,7 @@ spec: {roles: [reviewer], traits: {discord_id: ["%s"]}}
 			APIURL: w.discord.URL, GuildIDs: []string{guild}},
 		Mattermost: &mattermost.Config{URL: w.mm.URL, BotToken: w.mm.BotToken(), CommandToken: w.mm.CommandToken(), Team: w.mm.Team()},
 	}
+	w.cfg = cfg
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	mounted := false
 	run := func() context.CancelFunc {
@@ -578,4 +581,72 @@ func TestEachPlatformEndToEnd(t *testing.T) {
 				len(dms) > 0 && strings.Contains(dms[len(dms)-1].Text, "APPROVED")
 		})
 	})
+}
+
+// secondReplica starts another accessd's chat side on the same etcd: its
+// own adapters (own in-process caches), its own webhook server, its
+// delivery workers competing in the same elections.
+func (w *chatWorld) secondReplica(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	chat, err := chatops.Start(ctx, w.cfg, w.c.Svc, w.c.Store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	for p, h := range chat.Routes {
+		mux.Handle(p, h)
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		_ = chat.Shutdown(sctx)
+	})
+	return srv.URL
+}
+
+// With two replicas, each card is posted once (one elected worker per
+// platform), and a click replayed to the other replica is refused there.
+func TestTwoReplicas(t *testing.T) {
+	w, _ := newChatWorld(t, true)
+	other := w.secondReplica(t)
+	ctx := context.Background()
+	id := w.aliceRequests(t)
+	var dc discordfake.Message
+	eventually(t, "the cards", func() bool {
+		var ok1, ok2, ok3 bool
+		_, ok1 = w.slackCard(id)
+		dc, ok2 = w.discordCard(id)
+		_, ok3 = w.mmCard(id)
+		return ok1 && ok2 && ok3
+	})
+	in, err := w.discord.ButtonInteraction(w.bob, dc, "approve:"+id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := w.discord.Deliver(w.hooks+"/v1/hooks/discord/interactions", in)
+	if err != nil || d.Status != 200 {
+		t.Fatalf("bob's click: %+v %v", d, err)
+	}
+	again, err := w.discord.Deliver(other+"/v1/hooks/discord/interactions", in)
+	if err != nil || again.Status != http.StatusConflict {
+		t.Fatalf("the same click at the other replica: %+v %v, want 409", again, err)
+	}
+	eventually(t, "bob's review on the card", func() bool {
+		c, _ := w.discordCard(id)
+		return strings.Contains(c.EmbedText, "1/2")
+	})
+	time.Sleep(300 * time.Millisecond) // time for a second worker to post, were there one
+	if n := len(w.slack.Messages(w.slackChannel)); n != 1 {
+		t.Fatalf("%d Slack cards with two replicas, want 1", n)
+	}
+	if n := len(w.discord.Messages(w.discordChannel)); n != 1 {
+		t.Fatalf("%d Discord cards with two replicas, want 1", n)
+	}
+	if r, _ := w.c.Store.GetRequest(ctx, id); len(r.Reviews) != 1 {
+		t.Fatalf("reviews = %+v", r.Reviews)
+	}
 }

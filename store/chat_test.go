@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/storetest"
 )
 
@@ -115,4 +116,29 @@ func TestChatRefs(t *testing.T) {
 	}
 	_, err := s.PutChatRef(ctx, access.ChatRef{RequestID: "r1", Platform: "slack", Channel: "../x"})
 	wantErr(t, err, access.ErrInvalid, "")
+}
+
+// A request id remembered through one connection is not new through
+// another (another replica), and survives the loss of its cached lease.
+func TestRememberRequestAcrossReplicas(t *testing.T) {
+	s, m := storetest.EmbeddedMember(t)
+	ctx := ctxT(t)
+	until := time.Now().Add(5 * time.Minute)
+	if fresh := must[bool](t)(s.RememberRequest(ctx, "discord:1", until)); !fresh {
+		t.Fatal("a new id was reported as seen")
+	}
+	if fresh := must[bool](t)(s.RememberRequest(ctx, "discord:1", until)); fresh {
+		t.Fatal("a repeated id was reported as new")
+	}
+	other, err := store.Dial(ctx, store.Config{Endpoints: m.Endpoints(), Logger: storetest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close() })
+	if fresh := must[bool](t)(other.RememberRequest(ctx, "discord:1", until)); fresh {
+		t.Fatal("another replica took a repeated id as new")
+	}
+	if fresh := must[bool](t)(other.RememberRequest(ctx, "discord:2", until)); !fresh {
+		t.Fatal("another replica refused a new id")
+	}
 }

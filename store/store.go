@@ -88,6 +88,7 @@ type Store struct {
 	cfg    Config
 	log    *slog.Logger
 	roles  roleCache
+	seen   seenLeases
 }
 
 var _ access.Store = (*Store)(nil)

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"container/heap"
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -23,7 +24,17 @@ var (
 	// a new one cannot be remembered. Answer 503: refusing the request is
 	// safer than evicting a live id, which would reopen its replay window.
 	ErrReplayCacheFull = errors.New("replay cache full")
+	// ErrReplayUnchecked: the shared record of ids could not be reached,
+	// so whether another replica saw the id is unknown. Answer 503 (the
+	// platform retries); accepting could let a replay through.
+	ErrReplayUnchecked = errors.New("replay check unavailable")
 )
+
+// SharedReplays remembers ids across replicas (the etcd store): it
+// reports whether key is new, recording it until until.
+type SharedReplays interface {
+	RememberRequest(ctx context.Context, key string, until time.Time) (bool, error)
+}
 
 // ReplayCache remembers request ids until they expire, so that a captured,
 // authentic request cannot be sent again while its signature is still
@@ -31,16 +42,42 @@ var (
 // are refused with ErrReplayCacheFull rather than evicting live ones) and
 // safe for concurrent use.
 //
-// The cache is per process. With several accessd replicas behind one
-// endpoint, a replay that lands on another replica is not caught here;
-// catching that needs a shared store (for example an etcd key per id with
-// a lease as long as the signature window). The core's state checks still
-// make a repeated review harmless.
+// The cache itself is per process; with Share, Check also records each id
+// in a store all replicas share, so a replay that lands on another replica
+// is refused too.
 type ReplayCache struct {
 	mu       sync.Mutex
 	capacity int
 	byID     map[string]time.Time // id -> expiry
 	order    expiryHeap
+	shared   SharedReplays
+	scope    string
+}
+
+// Share makes Check consult shared as well, with ids prefixed by scope
+// (the platform), after the local check. Call it before use.
+func (c *ReplayCache) Share(shared SharedReplays, scope string) {
+	c.shared, c.scope = shared, scope
+}
+
+// Check is Add, then, when shared, the same in the shared store: an id
+// seen by any replica is ErrReplay; a shared store that cannot be reached
+// is ErrReplayUnchecked.
+func (c *ReplayCache) Check(ctx context.Context, id string, now, until time.Time) error {
+	if err := c.Add(id, now, until); err != nil {
+		return err
+	}
+	if c.shared == nil {
+		return nil
+	}
+	fresh, err := c.shared.RememberRequest(ctx, c.scope+":"+id, until)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrReplayUnchecked, err)
+	}
+	if !fresh {
+		return fmt.Errorf("%w (by another replica): id %s", ErrReplay, id)
+	}
+	return nil
 }
 
 // NewReplayCache returns a cache holding at most capacity ids;

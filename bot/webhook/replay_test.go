@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -98,5 +99,46 @@ func TestReplayCacheConcurrent(t *testing.T) {
 	}
 	if n := c.Len(now); n != 65 {
 		t.Fatalf("Len = %d, want 65", n)
+	}
+}
+
+// sharedMap stands in for the etcd store in the shared check.
+type sharedMap struct {
+	seen map[string]bool
+	err  error
+}
+
+func (s *sharedMap) RememberRequest(_ context.Context, key string, _ time.Time) (bool, error) {
+	if s.err != nil {
+		return false, s.err
+	}
+	if s.seen[key] {
+		return false, nil
+	}
+	s.seen[key] = true
+	return true, nil
+}
+
+// Two replicas' caches sharing one store: an id seen by one is refused by
+// the other; an unreachable store refuses rather than lets a replay in.
+func TestCheckSharesIDsAcrossReplicas(t *testing.T) {
+	shared := &sharedMap{seen: map[string]bool{}}
+	a, b := NewReplayCache(0), NewReplayCache(0)
+	a.Share(shared, "discord")
+	b.Share(shared, "discord")
+	ctx := context.Background()
+	now := time.Now()
+	if err := a.Check(ctx, "i1", now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Check(ctx, "i1", now, now.Add(time.Minute)); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay on the other replica: %v", err)
+	}
+	if !shared.seen["discord:i1"] {
+		t.Fatal("the shared key is not scoped by platform")
+	}
+	shared.err = errors.New("etcd down")
+	if err := b.Check(ctx, "i2", now, now.Add(time.Minute)); !errors.Is(err, ErrReplayUnchecked) {
+		t.Fatalf("unreachable shared store: %v", err)
 	}
 }

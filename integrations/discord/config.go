@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/bot/webhook"
 )
 
 // DefaultAPIURL is Discord's REST API base URL (API v10).
@@ -36,6 +38,10 @@ type Config struct {
 	GuildIDs []string
 	// Now is the clock for signature timestamps; default time.Now.
 	Now func() time.Time
+	// Replays, when set, records every interaction id where all accessd
+	// replicas see it (the etcd store), so a replay sent to another
+	// replica is refused too; nil: this process only.
+	Replays webhook.SharedReplays
 }
 
 // withDefaults validates everything New needs and fills defaults.

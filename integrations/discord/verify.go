@@ -129,7 +129,7 @@ func VerifyInteraction(r *http.Request, publicKey ed25519.PublicKey, now time.Ti
 	if t := signedAt.Add(MaxSkew); t.After(until) {
 		until = t
 	}
-	if err := seen.Add(head.ID, now, until); err != nil {
+	if err := seen.Check(r.Context(), head.ID, now, until); err != nil {
 		return nil, fmt.Errorf("discord: interaction: %w", err)
 	}
 	return body, nil
@@ -146,7 +146,7 @@ func StatusCode(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrReplayCacheFull):
+	case errors.Is(err, ErrReplayCacheFull), errors.Is(err, webhook.ErrReplayUnchecked):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusBadRequest

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/bot/webhook"
 	slackgo "github.com/slack-go/slack"
 )
 
@@ -42,6 +43,10 @@ type Config struct {
 	EmailLookup bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Replays, when set, records every request signature where all
+	// accessd replicas see it (the etcd store), so a replay sent to
+	// another replica is refused too; nil: this process only.
+	Replays webhook.SharedReplays
 }
 
 // withDefaults validates c and fills its defaults.

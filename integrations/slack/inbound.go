@@ -92,7 +92,7 @@ func (a *Adapter) verify(w http.ResponseWriter, r *http.Request) bool {
 			until = t
 		}
 	}
-	if err := a.replays.Add("sig:"+r.Header.Get(headerSignature), now, until); err != nil {
+	if err := a.replays.Check(r.Context(), "sig:"+r.Header.Get(headerSignature), now, until); err != nil {
 		err = fmt.Errorf("slack: %w", err)
 		a.log.Warn("refused a replayed Slack request", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 		http.Error(w, err.Error(), replayStatus(err))

@@ -20,8 +20,18 @@ import (
 
 // replayStatus is the HTTP status for an error of the replay cache.
 func replayStatus(err error) int {
-	if errors.Is(err, webhook.ErrReplayCacheFull) {
+	if errors.Is(err, webhook.ErrReplayCacheFull) || errors.Is(err, webhook.ErrReplayUnchecked) {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusConflict
+}
+
+// replayCache is the adapter's cache, shared with the other replicas
+// through shared when set.
+func replayCache(shared webhook.SharedReplays) *webhook.ReplayCache {
+	c := webhook.NewReplayCache(0)
+	if shared != nil {
+		c.Share(shared, "slack")
+	}
+	return c
 }
