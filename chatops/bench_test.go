@@ -3,6 +3,7 @@ package chatops_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,4 +85,83 @@ func BenchmarkClickToDM(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[(len(lat)-1)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkSlashCommandAck measures what each platform waits for, through
+// accessd's own routes with everything real behind them (the replay record
+// in etcd, the bot core, the service): each iteration is a burst of 50
+// signed `/access request dba for 1h because bench` sent at once, and each
+// command's time from sending to the HTTP answer is recorded; between
+// bursts the background work (replies, cards) drains, untimed. Slack and
+// Discord answer before the work (the reply follows via response_url or
+// the deferred message); Mattermost answers with the result itself, so
+// its figure includes creating the request.
+func BenchmarkSlashCommandAck(b *testing.B) {
+	w, _ := newChatWorld(b, true)
+	send := map[string]func() (int, error){
+		bot.Slack: func() (int, error) {
+			status, _, err := w.slack.SlashCommand(w.hooks+"/v1/hooks/slack/commands", w.alice, "request dba for 1h because bench")
+			return status, err
+		},
+		bot.Discord: func() (int, error) {
+			status, _, err := w.discord.SlashCommand(w.hooks+"/v1/hooks/discord/interactions", w.aliceDiscord, "request",
+				map[string]any{"roles": "dba", "duration": "1h", "reason": "bench"})
+			return status, err
+		},
+		bot.Mattermost: func() (int, error) {
+			status, _, err := w.mm.SlashCommand(w.hooks+"/v1/hooks/mattermost/commands", w.aliceMM, "request dba for 1h because bench")
+			return status, err
+		},
+	}
+	ctx := context.Background()
+	drained := func() {
+		for {
+			total := 0
+			for _, p := range bot.Platforms {
+				left, err := w.c.Store.ListOutbox(ctx, p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += len(left)
+			}
+			if total == 0 {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for _, platform := range bot.Platforms {
+		b.Run(platform, func(b *testing.B) {
+			const burst = 50
+			lat := make([]time.Duration, 0, b.N*burst)
+			var mu sync.Mutex
+			b.ResetTimer()
+			for range b.N {
+				var wg sync.WaitGroup
+				for range burst {
+					wg.Go(func() {
+						start := time.Now()
+						status, err := send[platform]()
+						d := time.Since(start)
+						if err != nil || status != 200 {
+							b.Errorf("command: %d %v", status, err)
+							return
+						}
+						mu.Lock()
+						lat = append(lat, d)
+						mu.Unlock()
+					})
+				}
+				wg.Wait()
+				b.StopTimer()
+				drained()
+				time.Sleep(50 * time.Millisecond) // replies after the ack
+				b.StartTimer()
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[(len(lat)-1)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
 }
