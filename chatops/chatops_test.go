@@ -32,6 +32,12 @@ import (
 const twoApprovals = `package gatehouse
 
 thresholds contains {"name": "default", "approve": 2, "deny": 1, "reviewers": {}}
+
+# Requests for dba with "prod" in the reason also go to #security.
+notify contains {"platform": "slack", "channel": "#security"} if {
+	"dba" in input.request.roles
+	contains(input.request.reason, "prod")
+}
 `
 
 // chatWorld is accessd with its chat platforms replaced by the test
@@ -46,9 +52,10 @@ type chatWorld struct {
 	discord *discordfake.Fake
 	mm      *mattermostfake.Server
 
-	slackChannel   string
-	discordChannel string
-	mmChannel      string
+	slackChannel    string
+	securityChannel string
+	discordChannel  string
+	mmChannel       string
 
 	alice        slackfake.User // requester, in Slack (and Discord, Mattermost)
 	aliceDiscord discordfake.User
@@ -65,6 +72,7 @@ func newChatWorld(t testing.TB, start bool) (*chatWorld, func() context.CancelFu
 	w := &chatWorld{}
 	w.slack = slackfake.New(t, slackfake.Options{TeamID: "T0GATE"})
 	w.slackChannel = w.slack.AddChannel(slackfake.Channel{Name: "access-requests"})
+	w.securityChannel = w.slack.AddChannel(slackfake.Channel{Name: "security"})
 	w.alice = slackfake.User{ID: "UALICE", Name: "alice"}
 	w.dave = slackfake.User{ID: "UDAVE", Name: "dave"}
 	w.slack.AddUser(w.alice)
@@ -649,4 +657,48 @@ func TestTwoReplicas(t *testing.T) {
 	if r, _ := w.c.Store.GetRequest(ctx, id); len(r.Reviews) != 1 {
 		t.Fatalf("reviews = %+v", r.Reviews)
 	}
+}
+
+// The policy's notify routes a request to one more Slack channel; its card
+// there is edited like the others.
+func TestPolicyNotifyRoutesToMoreChannels(t *testing.T) {
+	w, _ := newChatWorld(t, true)
+	ctx := context.Background()
+	c, err := w.c.Svc.Caller(ctx, "alice", access.SourceCLI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routed, err := w.c.Svc.CreateRequest(ctx, c, service.CreateRequestInput{Roles: []string{"dba"}, Reason: "prod incident INC-7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := w.aliceRequests(t)
+	inSecurity := func(id string) (slackfake.Message, bool) {
+		for _, m := range w.slack.Messages(w.securityChannel) {
+			if m.RequestID == id {
+				return m, true
+			}
+		}
+		return slackfake.Message{}, false
+	}
+	eventually(t, "the routed card in #security and both in #access-requests", func() bool {
+		_, a := inSecurity(routed.ID)
+		_, b := w.slackCard(routed.ID)
+		_, c := w.slackCard(plain)
+		return a && b && c
+	})
+	if _, ok := inSecurity(plain); ok {
+		t.Fatal("a request the policy does not route reached #security")
+	}
+	dave, err := w.c.Svc.Caller(ctx, "dave", bot.Slack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.c.Svc.Review(ctx, dave, routed.ID, service.ReviewInput{Verdict: access.VerdictApprove}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "1/2 on the #security card", func() bool {
+		m, _ := inSecurity(routed.ID)
+		return strings.Contains(m.Rendered, "1/2")
+	})
 }
