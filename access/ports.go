@@ -97,6 +97,10 @@ type IdentityStore interface {
 	// in force and whether this call created it (create-if-absent).
 	InitCluster(ctx context.Context, cs ClusterState) (ClusterState, bool, error)
 	GetCluster(ctx context.Context) (ClusterState, error)
+	// UpdateCluster replaces the cluster state if it is still at
+	// cs.Revision (ErrConflict otherwise), with events in the same
+	// transaction.
+	UpdateCluster(ctx context.Context, cs ClusterState, events ...AuditEvent) (ClusterState, error)
 
 	GetPasswordHash(ctx context.Context, user string) ([]byte, error)
 	SetPasswordHash(ctx context.Context, user string, hash []byte, events ...AuditEvent) error
@@ -165,11 +169,20 @@ type Principal struct {
 }
 
 // ClusterState is created once, on the first start against empty storage.
+// The TLS CA's private key is in exactly one of CAKeyPEM and CAKeySealed;
+// read it only through ca.OpenClusterKey.
 type ClusterState struct {
-	Name      string    `json:"name"`
-	CACertPEM string    `json:"ca_cert_pem"`
-	CAKeyPEM  string    `json:"ca_key_pem"`
-	Created   time.Time `json:"created"`
+	Name      string `json:"name"`
+	CACertPEM string `json:"ca_cert_pem"`
+	// CAKeyPEM is the private key in the clear: only on a cluster that
+	// runs without a key-encryption key.
+	CAKeyPEM string `json:"ca_key_pem,omitempty"`
+	// CAKeySealed is the private key PEM sealed under the key-encryption
+	// key (base64 of nonce || AES-256-GCM ciphertext; see ca.SealClusterKey).
+	CAKeySealed string    `json:"ca_key_sealed,omitempty"`
+	Created     time.Time `json:"created"`
+	// Revision is the state's etcd mod revision, for UpdateCluster.
+	Revision int64 `json:"-"`
 }
 
 // Token kinds.

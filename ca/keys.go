@@ -193,8 +193,9 @@ func (m *Manager) Ensure(ctx context.Context, typ, resource string, events ...ac
 
 // Signer returns the CA's active key, opened with the KEK, and its record.
 // Opened keys are cached by (etcd key, version, public key), so signing
-// reads the set from the store but decrypts once per key. Issuers should
-// prefer SignerUntil, which also records what the key signs.
+// reads the set from the store (from memory when the store is a
+// store.CAKeyCache, as in accessd) but decrypts once per key. Issuers
+// should prefer SignerUntil, which also records what the key signs.
 func (m *Manager) Signer(ctx context.Context, typ, resource string) (crypto.Signer, access.CAKey, error) {
 	if err := CheckCA(typ, resource); err != nil {
 		return nil, access.CAKey{}, err

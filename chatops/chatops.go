@@ -6,8 +6,6 @@ package chatops
 
 import (
 	"context"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
 	"github.com/gatehouse-dev/gatehouse/integrations/discord"
 	"github.com/gatehouse-dev/gatehouse/integrations/mattermost"
@@ -110,7 +107,7 @@ func Start(ctx context.Context, cfg Config, svc *service.Service, st *store.Stor
 			c.PublicURL = cfg.PublicURL
 		}
 		if len(c.ButtonKey) == 0 {
-			key, err := ButtonKey(ctx, st)
+			key, err := ButtonKey(ctx, svc)
 			if err != nil {
 				return nil, err
 			}
@@ -166,12 +163,14 @@ func deliver(ctx context.Context, st *store.Store, p bot.Platform, publicURL str
 
 // ButtonKey is the key of Mattermost's button secrets, derived from the
 // cluster CA key that every replica shares, so that a button made by one
-// replica is checked by any other. Rotating the cluster CA key invalidates
-// the buttons on old cards; the next edit of a card makes new ones.
-func ButtonKey(ctx context.Context, st access.IdentityStore) ([]byte, error) {
-	cs, err := st.GetCluster(ctx)
+// replica is checked by any other. It is the same whether that key is
+// stored sealed or in the clear, so sealing it keeps the buttons working.
+// Rotating the cluster CA key invalidates the buttons on old cards; the
+// next edit of a card makes new ones.
+func ButtonKey(ctx context.Context, svc *service.Service) ([]byte, error) {
+	key, err := svc.DeriveClusterKey(ctx, "gatehouse/mattermost/button-key/v1", 32)
 	if err != nil {
-		return nil, fmt.Errorf("read cluster state: %w", err)
+		return nil, fmt.Errorf("mattermost button key: %w", err)
 	}
-	return hkdf.Key(sha256.New, []byte(cs.CAKeyPEM), nil, "gatehouse/mattermost/button-key/v1", 32)
+	return key, nil
 }

@@ -76,6 +76,11 @@ func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA key: %w", err)
 	}
+	// A key that is not the certificate's would sign certificates nobody
+	// can verify; say so here instead of at the first TLS handshake.
+	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
+		return nil, errors.New("CA key does not belong to the CA certificate")
+	}
 	return &CA{Cert: cert, CertPEM: certPEM, key: key}, nil
 }
 

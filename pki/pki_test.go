@@ -106,3 +106,17 @@ func TestInvite(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadCARefusesAnotherKey(t *testing.T) {
+	certPEM, _, err := NewCA("test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, err := NewCA("test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCA(certPEM, otherKey); err == nil || !strings.Contains(err.Error(), "does not belong") {
+		t.Fatalf("LoadCA with another CA's key: %v", err)
+	}
+}

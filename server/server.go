@@ -153,6 +153,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	authed("POST /v1/locks", s.handleLock)
 	authed("DELETE /v1/locks/{user}", s.handleUnlock)
 	authed("GET /v1/audit", s.handleAudit)
+	authed("GET /v1/audit/export", s.handleAuditExport)
 	authed("GET /v1/policy", s.handleGetPolicy)
 	authed("PUT /v1/policy", s.handlePushPolicy)
 	authed("POST /v1/ca/{type}/rotate", s.handleRotateCA)

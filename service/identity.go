@@ -50,15 +50,6 @@ type LoginResult struct {
 	Expires time.Time `json:"expires"`
 }
 
-// authority returns the cluster's TLS CA from the store.
-func (s *Service) authority(ctx context.Context) (*pki.CA, error) {
-	cs, err := s.store.GetCluster(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load cluster CA: %w", err)
-	}
-	return pki.LoadCA([]byte(cs.CACertPEM), []byte(cs.CAKeyPEM))
-}
-
 // Login checks a password (or consumes an invite token and sets the
 // password) and signs a session certificate for the CSR's key.
 func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error) {
@@ -256,22 +247,14 @@ func (s *Service) ListLocks(ctx context.Context, c Caller) ([]access.Lock, error
 	return s.store.ListLocks(ctx)
 }
 
-// Bootstrap prepares empty storage: the cluster CA and the built-in admin
+// Bootstrap prepares empty storage: the cluster CA (its key sealed under
+// the KEK when one is set, see bootstrapClusterCA) and the built-in admin
 // role and user, each create-if-absent so that replicas starting together
 // agree. It reports whether this call created the admin user (and so should
 // write the admin identity file).
 func (s *Service) Bootstrap(ctx context.Context) (bool, error) {
-	now := s.now().UTC()
-	if _, err := s.store.GetCluster(ctx); errors.Is(err, access.ErrNotFound) {
-		certPEM, keyPEM, err := pki.NewCA(s.cfg.ClusterName, now)
-		if err != nil {
-			return false, err
-		}
-		if _, _, err := s.store.InitCluster(ctx, access.ClusterState{Name: s.cfg.ClusterName, CACertPEM: string(certPEM), CAKeyPEM: string(keyPEM), Created: now}); err != nil {
-			return false, fmt.Errorf("init cluster: %w", err)
-		}
-	} else if err != nil {
-		return false, fmt.Errorf("read cluster state: %w", err)
+	if err := s.bootstrapClusterCA(ctx); err != nil {
+		return false, err
 	}
 	if _, err := s.store.GetRole(ctx, AdminRole); errors.Is(err, access.ErrNotFound) {
 		if _, err := s.store.PutRole(ctx, BuiltinAdminRole()); err != nil {

@@ -372,35 +372,29 @@ func (s *Service) Revoke(ctx context.Context, c Caller, id, reason string) (acce
 }
 
 // ExpireDue moves every request past its pending or access expiry to
-// EXPIRED. The leader-elected sweeper calls it; it is safe to call from
-// several places since each move is a transaction on the mod revision.
+// EXPIRED, reading all of them: a one-off sweep (tests, tools). The
+// running sweeper is ExpirySweeper, which reads only changes. It is safe
+// to call from several places since each move is a transaction on the
+// mod revision.
 func (s *Service) ExpireDue(ctx context.Context) (int, error) {
 	all, err := s.store.ListRequests(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("list requests: %w", err)
 	}
 	now := s.now().UTC()
-	system := Caller{User: access.User{Metadata: access.Metadata{Name: "system"}}, Source: "sweeper"}
 	n := 0
 	for _, r := range all {
 		probe := r
 		if !probe.Expire(now) {
 			continue
 		}
-		_, err := s.update(ctx, r.ID, func(r *access.Request) ([]access.AuditEvent, error) {
-			before := r.State
-			if !r.Expire(s.now().UTC()) {
-				return nil, errNothingToDo
-			}
-			return s.stateEvents(system, before, r), nil
-		})
-		if errors.Is(err, errNothingToDo) {
-			continue
-		}
+		expired, err := s.expireRequest(ctx, r.ID)
 		if err != nil {
 			return n, fmt.Errorf("expire request %s: %w", r.ID, err)
 		}
-		n++
+		if expired {
+			n++
+		}
 	}
 	return n, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/inventory"
 )
 
@@ -86,6 +87,8 @@ type Service struct {
 	checkBundle func(access.PolicyBundle) error
 	// issuer signs credentials; nil means none are issued.
 	issuer access.CredentialIssuer
+	// kek seals the cluster TLS CA key (clusterca.go); zero: kept in the clear.
+	kek ca.KEK
 }
 
 // Option configures a Service.

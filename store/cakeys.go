@@ -2,7 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"sync"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gatehouse-dev/gatehouse/access"
 )
@@ -88,4 +94,153 @@ func (s *Store) PutCAKeys(ctx context.Context, set access.CAKeySet, events ...ac
 	}
 	set.Revision = newRev
 	return set, nil
+}
+
+// CAKeyCache is an access.CAKeyStore that keeps the CA key sets in
+// memory, current through a watch on the ca/ prefix, so issuing a
+// credential reads no etcd. Writes go to etcd as with Store.PutCAKeys and
+// update the cache from their result before returning: a rotation is seen
+// by the next issuance on this replica, and by other replicas within the
+// watch latency. A write that loses its compare reloads its set from etcd,
+// so the caller's retry works on what won; a set the cache does not hold
+// is read from etcd.
+//
+// A replica whose view lags cannot sign past what etcd records: raising a
+// key's SignedUntil is a compare-and-swap against etcd, so without a write
+// it can only sign credentials ending before the SignedUntil etcd already
+// holds, which a retire waits for.
+type CAKeyCache struct {
+	st     *Store
+	prefix string
+
+	mu   sync.RWMutex
+	sets map[string]cachedCAKeys // by etcd key
+}
+
+var _ access.CAKeyStore = (*CAKeyCache)(nil)
+
+// cachedCAKeys is one set as last seen; rev orders what the watch, the
+// writes and the fallback reads deliver, so an older view never replaces
+// a newer one.
+type cachedCAKeys struct {
+	set access.CAKeySet
+	rev int64 // mod revision of the set, or revision it was deleted at
+	// gone: deleted, or not decodable, at rev; reads go to etcd.
+	gone bool
+}
+
+// CacheCAKeys loads every CA key set and follows the ca/ prefix until ctx
+// ends (after that the cache no longer follows other replicas' writes).
+func (s *Store) CacheCAKeys(ctx context.Context) (*CAKeyCache, error) {
+	c := &CAKeyCache{st: s, prefix: s.key(keyCA), sets: map[string]cachedCAKeys{}}
+	resp, err := s.get(ctx, "load CA keys", c.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	c.onReset(resp.Kvs, resp.Header.Revision)
+	go s.watchPrefix(ctx, "CA keys", c.prefix, resp.Header.Revision, c.onEvent, c.onReset)
+	return c, nil
+}
+
+// CAKeyPath implements access.CAKeyStore.
+func (c *CAKeyCache) CAKeyPath(typ, resource string) string { return c.st.CAKeyPath(typ, resource) }
+
+// GetCAKeys implements access.CAKeyStore from memory; a set the cache
+// does not hold is read from etcd (and kept).
+func (c *CAKeyCache) GetCAKeys(ctx context.Context, typ, resource string) (access.CAKeySet, error) {
+	if err := checkCA(typ, resource); err != nil {
+		return access.CAKeySet{}, err
+	}
+	key := c.st.CAKeyPath(typ, resource)
+	c.mu.RLock()
+	e, ok := c.sets[key]
+	c.mu.RUnlock()
+	if ok && !e.gone {
+		return cloneCAKeys(e.set), nil
+	}
+	set, err := c.st.GetCAKeys(ctx, typ, resource)
+	if err != nil {
+		return set, err
+	}
+	c.keep(key, cachedCAKeys{set: cloneCAKeys(set), rev: set.Revision})
+	return set, nil
+}
+
+// PutCAKeys implements access.CAKeyStore: the write of Store.PutCAKeys,
+// then the cache takes its result; after a lost compare (ErrConflict,
+// ErrAlreadyExists) it reloads the set from etcd.
+func (c *CAKeyCache) PutCAKeys(ctx context.Context, set access.CAKeySet, events ...access.AuditEvent) (access.CAKeySet, error) {
+	out, err := c.st.PutCAKeys(ctx, set, events...)
+	if err == nil {
+		c.keep(c.st.CAKeyPath(out.Type, out.Resource), cachedCAKeys{set: cloneCAKeys(out), rev: out.Revision})
+		return out, nil
+	}
+	if errors.Is(err, access.ErrConflict) || errors.Is(err, access.ErrAlreadyExists) {
+		if cur, gerr := c.st.GetCAKeys(ctx, set.Type, set.Resource); gerr == nil {
+			c.keep(c.st.CAKeyPath(cur.Type, cur.Resource), cachedCAKeys{set: cur, rev: cur.Revision})
+		}
+	}
+	return out, err
+}
+
+// keep stores e unless the cache already holds a view at least as new.
+func (c *CAKeyCache) keep(key string, e cachedCAKeys) {
+	c.mu.Lock()
+	if cur, ok := c.sets[key]; !ok || cur.rev < e.rev {
+		c.sets[key] = e
+	}
+	c.mu.Unlock()
+}
+
+// decode reads a set from the watch or a load; the record must name the
+// key it is stored at, as GetCAKeys checks.
+func (c *CAKeyCache) decode(kv *mvccpb.KeyValue) cachedCAKeys {
+	var set access.CAKeySet
+	err := decode(kv, &set)
+	if err == nil && c.st.CAKeyPath(set.Type, set.Resource) != string(kv.Key) {
+		err = fmt.Errorf("record is for %s", caWhat(set.Type, set.Resource))
+	}
+	if err != nil {
+		// GetCAKeys reports it when the set is asked for.
+		c.st.log.Warn("CA key cache: set not cached", "key", string(kv.Key), "err", err)
+		return cachedCAKeys{rev: kv.ModRevision, gone: true}
+	}
+	set.Revision = kv.ModRevision
+	return cachedCAKeys{set: set, rev: kv.ModRevision}
+}
+
+func (c *CAKeyCache) onEvent(ev *clientv3.Event) bool {
+	if ev.Type == mvccpb.DELETE {
+		c.keep(string(ev.Kv.Key), cachedCAKeys{rev: ev.Kv.ModRevision, gone: true})
+		return true
+	}
+	c.keep(string(ev.Kv.Key), c.decode(ev.Kv))
+	return true
+}
+
+// onReset replaces the cache with the sets read at rev (the first load, or
+// a re-read after the watch fell behind a compaction); views newer than
+// rev, from this replica's writes, stay.
+func (c *CAKeyCache) onReset(kvs []*mvccpb.KeyValue, rev int64) bool {
+	fresh := make(map[string]cachedCAKeys, len(kvs))
+	for _, kv := range kvs {
+		fresh[string(kv.Key)] = c.decode(kv)
+	}
+	c.mu.Lock()
+	for key, e := range c.sets {
+		if e.rev > rev {
+			fresh[key] = e
+		}
+	}
+	c.sets = fresh
+	c.mu.Unlock()
+	return true
+}
+
+// cloneCAKeys copies the key list, so callers may change what they got
+// without changing the cache (the sealed bytes are shared: nothing
+// writes to them).
+func cloneCAKeys(set access.CAKeySet) access.CAKeySet {
+	set.Keys = slices.Clone(set.Keys)
+	return set
 }

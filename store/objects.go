@@ -385,6 +385,7 @@ func (s *Store) InitCluster(ctx context.Context, cs access.ClusterState) (access
 		return cs, false, err
 	}
 	if resp.Succeeded {
+		cs.Revision = resp.Header.Revision
 		return cs, true, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().GetKvs()
@@ -395,14 +396,33 @@ func (s *Store) InitCluster(ctx context.Context, cs access.ClusterState) (access
 	if err := decode(kvs[0], &cur); err != nil {
 		return cs, false, fmt.Errorf("init cluster state: %w", err)
 	}
+	cur.Revision = kvs[0].ModRevision
 	return cur, false, nil
 }
 
 // GetCluster implements access.IdentityStore.
 func (s *Store) GetCluster(ctx context.Context) (access.ClusterState, error) {
 	var cs access.ClusterState
-	_, err := s.getObj(ctx, "cluster state", s.key(keyCluster), &cs)
+	rev, err := s.getObj(ctx, "cluster state", s.key(keyCluster), &cs)
+	cs.Revision = rev
 	return cs, err
+}
+
+// UpdateCluster implements access.IdentityStore: a compare-and-swap on
+// cs.Revision, which must be set (the state is created by InitCluster).
+func (s *Store) UpdateCluster(ctx context.Context, cs access.ClusterState, events ...access.AuditEvent) (access.ClusterState, error) {
+	rev := cs.Revision
+	if rev == 0 {
+		return cs, fmt.Errorf("%w: update cluster state: no revision to compare with", access.ErrInvalid)
+	}
+	cs.Revision = 0
+	newRev, err := s.putObj(ctx, "cluster state", s.key(keyCluster), cs, rev, events)
+	if err != nil {
+		cs.Revision = rev
+		return cs, err
+	}
+	cs.Revision = newRev
+	return cs, nil
 }
 
 // Passwords.

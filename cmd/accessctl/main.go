@@ -503,7 +503,7 @@ func auditCmd(g *globals) *cobra.Command {
 	f.StringVar(&request, "request", "", "request ID")
 	f.StringVar(&actor, "actor", "", "user who acted")
 	f.IntVar(&limit, "limit", 0, "at most this many events")
-	cmd.AddCommand(ls)
+	cmd.AddCommand(ls, auditExportCmd(g))
 	return cmd
 }
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/profile"
+	"github.com/gatehouse-dev/gatehouse/store"
+	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
 
 var accessdBin string
@@ -278,5 +282,115 @@ func TestWrongKEKRefusesToStart(t *testing.T) {
 	again, err := c.ExportCA(ctx, "ssh", "")
 	if err != nil || again != exported {
 		t.Fatalf("CA keys changed after a refused start: %v\n%s\n%s", err, exported, again)
+	}
+}
+
+// storedClusterState is the cluster state as etcd holds it in the data
+// dir of a stopped accessd.
+func storedClusterState(t *testing.T, dataDir string) []byte {
+	t.Helper()
+	ctx := context.Background()
+	m, err := embedded.Start(ctx, embedded.Config{DataDir: dataDir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	st, err := store.Dial(ctx, store.Config{Endpoints: m.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	resp, err := st.Client().Get(ctx, st.Prefix()+"cluster/state")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("read the cluster state: %v", err)
+	}
+	return resp.Kvs[0].Value
+}
+
+// TestClusterCAKeySealedUnderKEK: a cluster started without a KEK keeps
+// its TLS CA key in the clear and says so; the first start with a KEK
+// seals it, and the same CA keeps serving; admin-identity takes the KEK
+// as start does; a start without the KEK, or with another, is refused and
+// rewrites nothing.
+func TestClusterCAKeySealedUnderKEK(t *testing.T) {
+	dataDir, err := os.MkdirTemp("", "gh-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	keys := t.TempDir()
+	right, wrong := filepath.Join(keys, "right.kek"), filepath.Join(keys, "wrong.kek")
+	for _, f := range []string{right, wrong} {
+		if out, err := exec.Command(accessdBin, "kek-generate", f).CombinedOutput(); err != nil {
+			t.Fatalf("kek-generate: %v %s", err, out)
+		}
+	}
+	addr := freeAddr(t)
+	ctx := context.Background()
+
+	d := startDaemon(t, dataDir, addr)
+	p := waitReady(t, dataDir)
+	c, _ := p.Client("")
+	before, err := c.ClusterCA(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.stop(t)
+	if !strings.Contains(d.stderr.String(), "cluster CA key is stored unencrypted") || !strings.Contains(d.stderr.String(), "ca.kek_file") {
+		t.Fatalf("no warning about the clear key:\n%s", d.stderr)
+	}
+	if !bytes.Contains(storedClusterState(t, dataDir), []byte("PRIVATE KEY")) {
+		t.Fatal("test broken: without a KEK the key should be in the clear")
+	}
+
+	d = startDaemon(t, dataDir, addr, "--kek-file", right)
+	p = waitReady(t, dataDir) // the first start's identity: the same CA
+	c, _ = p.Client("")
+	after, err := c.ClusterCA(ctx)
+	if err != nil || after.Pin != before.Pin {
+		t.Fatalf("CA pin after sealing %q (%v), want %q", after.Pin, err, before.Pin)
+	}
+	idFile := filepath.Join(dataDir, "minted.identity")
+	out, err := exec.Command(accessdBin, "admin-identity", "--data-dir", dataDir, "--out", idFile, "--server", "https://"+addr).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "kek_file") {
+		t.Fatalf("admin-identity without the KEK: %v\n%s", err, out)
+	}
+	out, err = exec.Command(accessdBin, "admin-identity", "--data-dir", dataDir, "--out", idFile, "--server", "https://"+addr, "--kek-file", right).CombinedOutput()
+	if err != nil {
+		t.Fatalf("admin-identity with the KEK: %v\n%s", err, out)
+	}
+	minted, err := profile.ReadFile(idFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, _ := minted.Client("")
+	if st, err := mc.Status(ctx); err != nil || st.User != "admin" {
+		t.Fatalf("minted identity: %+v %v", st, err)
+	}
+	d.stop(t)
+	if !strings.Contains(d.stderr.String(), "sealed the cluster CA key") {
+		t.Fatalf("no word of sealing:\n%s", d.stderr)
+	}
+	sealed := storedClusterState(t, dataDir)
+	if bytes.Contains(sealed, []byte("PRIVATE KEY")) || !bytes.Contains(sealed, []byte("ca_key_sealed")) {
+		t.Fatalf("etcd holds %s", sealed)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no KEK", nil, "cluster CA key is sealed"},
+		{"another KEK", []string{"--kek-file", wrong}, "key-encryption key does not open"},
+	} {
+		args := append([]string{"start", "--data-dir", dataDir, "--listen", addr, "--cluster-name", "test.local"}, tc.args...)
+		out, err := exec.Command(accessdBin, args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Fatalf("start with %s: %v\n%s", tc.name, err, out)
+		}
+	}
+	if again := storedClusterState(t, dataDir); !bytes.Equal(again, sealed) {
+		t.Fatalf("a refused start rewrote the cluster state:\n%s\n%s", sealed, again)
 	}
 }

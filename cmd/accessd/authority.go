@@ -14,21 +14,32 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
-// openAuthority opens the CA with the key-encryption key from GATEHOUSE_KEK
-// or ca.kek_file (never inside the data dir). A KEK that does not open the
-// stored keys stops the start with a clear error and rewrites nothing.
-// Without any KEK there is no CA: credentials are refused.
-func openAuthority(ctx context.Context, cfg Config, st *store.Store, log *slog.Logger) (*ca.Authority, error) {
+// loadKEK reads the key-encryption key from GATEHOUSE_KEK or ca.kek_file
+// (never inside the data dir). With neither set it returns the zero KEK:
+// no credentials, and the cluster CA key stays in the clear.
+func loadKEK(cfg Config) (kek ca.KEK, source string, err error) {
 	if cfg.CA.KEKFile == "" && os.Getenv(ca.KEKEnv) == "" {
-		log.Warn("no key-encryption key (ca.kek_file or GATEHOUSE_KEK): credentials are disabled")
-		return nil, nil
+		return ca.KEK{}, "", nil
 	}
 	if err := ca.CheckKEKOutside(cfg.CA.KEKFile, cfg.DataDir); err != nil {
-		return nil, err
+		return ca.KEK{}, "", err
 	}
-	kek, source, err := ca.ResolveKEK(cfg.CA.KEKFile)
+	kek, source, err = ca.ResolveKEK(cfg.CA.KEKFile)
 	if err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
+		return ca.KEK{}, "", fmt.Errorf("ca: %w", err)
+	}
+	return kek, source, nil
+}
+
+// openAuthority opens the CA with the key-encryption key (loadKEK). A KEK
+// that does not open the stored keys stops the start with a clear error
+// and rewrites nothing. Without a KEK there is no CA: credentials are
+// refused. The CA key sets are kept in memory, following etcd, until ctx
+// ends.
+func openAuthority(ctx context.Context, cfg Config, st *store.Store, kek ca.KEK, source string, log *slog.Logger) (*ca.Authority, error) {
+	if kek.IsZero() {
+		log.Warn("no key-encryption key (ca.kek_file or GATEHOUSE_KEK): credentials are disabled")
+		return nil, nil
 	}
 	var mopts []ca.Option
 	if alg := cfg.CA.SSHAlgorithm; alg != "" {
@@ -37,7 +48,11 @@ func openAuthority(ctx context.Context, cfg Config, st *store.Store, log *slog.L
 		}
 		mopts = append(mopts, ca.WithAlgorithm(access.CATypeSSH, alg))
 	}
-	m := ca.NewManager(st, kek, mopts...)
+	keys, err := st.CacheCAKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	m := ca.NewManager(keys, kek, mopts...)
 	for _, typ := range []string{access.CATypeSSH, access.CATypeApp} {
 		if err := m.Verify(ctx, typ, ""); err != nil && !errors.Is(err, access.ErrNotFound) {
 			return nil, fmt.Errorf("ca %s (key-encryption key from %s): %w", typ, source, err)

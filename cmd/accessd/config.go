@@ -26,6 +26,7 @@ type Config struct {
 	Discord     *DiscordConfig    `json:"discord"`
 	Mattermost  *MattermostConfig `json:"mattermost"`
 	Log         LogConfig         `json:"log"`
+	Audit       AuditConfig       `json:"audit"` // retention and export: audit.go
 }
 
 // CAConfig is ca.

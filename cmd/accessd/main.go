@@ -29,7 +29,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/chatops"
 	"github.com/gatehouse-dev/gatehouse/inventory"
-	"github.com/gatehouse-dev/gatehouse/pki"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/server"
 	"github.com/gatehouse-dev/gatehouse/service"
@@ -37,7 +36,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
 
-// sweepInterval is how often the elected sweeper expires requests.
+// sweepInterval is the longest the elected expiry sweeper sleeps between
+// looks at its schedule of due requests.
 const sweepInterval = time.Second
 
 func main() {
@@ -326,11 +326,16 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 	if pd != nil {
 		go deliverPagerDuty(ctx, st, pd, log)
 	}
-	authority, err := openAuthority(ctx, cfg, st, log)
+	// The KEK comes before Bootstrap, which seals the cluster CA key with it.
+	kek, kekSource, err := loadKEK(cfg)
 	if err != nil {
 		return err
 	}
-	opts := []service.Option{service.WithLogger(log), service.WithPolicy(policy, policies.CheckBundle)}
+	authority, err := openAuthority(ctx, cfg, st, kek, kekSource, log)
+	if err != nil {
+		return err
+	}
+	opts := []service.Option{service.WithLogger(log), service.WithPolicy(policy, policies.CheckBundle), service.WithKEK(kek)}
 	if authority != nil {
 		opts = append(opts, service.WithIssuer(authority))
 	}
@@ -352,11 +357,7 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 		log.Info("wrote admin identity", "file", idFile, "valid", service.AdminIdentityTTL)
 	}
 
-	cs, err := st.GetCluster(ctx)
-	if err != nil {
-		return err
-	}
-	ca, err := pki.LoadCA([]byte(cs.CACertPEM), []byte(cs.CAKeyPEM))
+	ca, err := svc.ClusterAuthority(ctx)
 	if err != nil {
 		return err
 	}
@@ -371,27 +372,20 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 		}
 	}()
 	go func() {
+		sweeper := svc.NewExpirySweeper(service.ExpiryMaxWait(sweepInterval))
 		err := st.RunElected(ctx, "expiry", func(ctx context.Context) {
 			log.Info("leading the expiry sweeper")
-			t := time.NewTicker(sweepInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if n, err := svc.ExpireDue(ctx); err != nil {
-						log.Warn("expiry sweep", "err", err)
-					} else if n > 0 {
-						log.Info("expired requests", "count", n)
-					}
-				}
+			if err := sweeper.Run(ctx); err != nil {
+				log.Warn("expiry sweeper", "err", err) // RunElected campaigns again
 			}
 		})
 		if err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("expiry sweeper stopped", "err", err)
 		}
 	}()
+	if err := startAuditRetention(ctx, cfg.Audit, st, log); err != nil { // audit.go
+		return err
+	}
 
 	if cfg.Policies.Dir != "" {
 		go watchPolicyDir(ctx, cfg.Policies.Dir, st, svc, log)
@@ -448,7 +442,7 @@ func writeAdminIdentity(ctx context.Context, svc *service.Service, serverURL, pa
 }
 
 func adminIdentityCmd() *cobra.Command {
-	var dataDir, out, config, server string
+	var dataDir, out, config, server, kekFile string
 	cmd := &cobra.Command{
 		Use:   "admin-identity",
 		Short: "Mint a fresh 1-hour admin identity file on this host (needs the data dir)",
@@ -461,6 +455,13 @@ func adminIdentityCmd() *cobra.Command {
 			if cmd.Flags().Changed("data-dir") {
 				cfg.DataDir = dataDir
 			}
+			if cmd.Flags().Changed("kek-file") {
+				cfg.CA.KEKFile = kekFile
+			}
+			kek, _, err := loadKEK(cfg) // as start: the cluster CA key may be sealed
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			log := newLogger(LogConfig{Level: "warn"})
 			st, closeStore, err := openHostStore(ctx, cfg, log)
@@ -472,7 +473,7 @@ func adminIdentityCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			svc := service.New(scfg, st, inventory.New(), service.WithLogger(log))
+			svc := service.New(scfg, st, inventory.New(), service.WithLogger(log), service.WithKEK(kek))
 			if out == "" {
 				out = filepath.Join(cfg.DataDir, "admin.identity")
 			}
@@ -491,6 +492,7 @@ func adminIdentityCmd() *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "identity file (default DATA_DIR/admin.identity)")
 	cmd.Flags().StringVar(&config, "config", "", "accessd.yaml")
 	cmd.Flags().StringVar(&server, "server", "", "server URL written into the identity")
+	cmd.Flags().StringVar(&kekFile, "kek-file", "", "key-encryption key, as for start (or GATEHOUSE_KEK); needed when the cluster CA key is sealed")
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,22 +128,20 @@ func startConfig(t testing.TB, st *store.Store, cfg service.Config, opts ...serv
 		}
 		opts = []service.Option{service.WithPolicy(live, policies.CheckBundle)}
 	}
-	// A CA with a fresh key-encryption key, as accessd has with one set.
-	kek, err := ca.NewKEK()
+	// As accessd with a key-encryption key set: the cluster CA key sealed,
+	// a CA over the key sets kept in memory.
+	kek := kekFor(t, st)
+	keys, err := st.CacheCAKeys(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append(opts, service.WithIssuer(ca.NewAuthority(ca.NewManager(st, kek))))
+	opts = append(opts, service.WithIssuer(ca.NewAuthority(ca.NewManager(keys, kek))), service.WithKEK(kek))
 	svc := service.New(cfg, st, idx, append([]service.Option{service.WithLogger(log)}, opts...)...)
 	if _, err := svc.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = idx.Run(ctx, st) }()
-	cs, err := st.GetCluster(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.LoadCA([]byte(cs.CACertPEM), []byte(cs.CAKeyPEM))
+	ca, err := svc.ClusterAuthority(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +165,23 @@ func startConfig(t testing.TB, st *store.Store, cfg service.Config, opts ...serv
 	c.Admin = c.ClientFor(id.CertPEM, id.KeyPEM)
 	<-idx.Ready()
 	return c
+}
+
+// keks holds one key-encryption key per store, so clusters started on the
+// same store (replicas) open each other's sealed keys.
+var keks sync.Map // *store.Store -> ca.KEK
+
+func kekFor(t testing.TB, st *store.Store) ca.KEK {
+	t.Helper()
+	fresh, err := ca.NewKEK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, loaded := keks.LoadOrStore(st, fresh)
+	if !loaded {
+		t.Cleanup(func() { keks.Delete(st) })
+	}
+	return kek.(ca.KEK)
 }
 
 // ClientFor builds a client with a session certificate.
