@@ -32,7 +32,7 @@ type CAKey struct {
 	State     string    `json:"state"`
 	Public    string    `json:"public"`             // SSH authorized_keys line, or PEM public key
 	CertPEM   string    `json:"cert_pem,omitempty"` // self-signed CA certificate (X.509 types)
-	Sealed    []byte    `json:"sealed"`             // nonce || AES-GCM ciphertext of the PKCS#8 private key
+	Sealed    []byte    `json:"sealed"`             // KEK header (names the KEK) || nonce || AES-GCM ciphertext of the PKCS#8 private key; see ca/kek.go
 	Created   time.Time `json:"created"`
 	// SignedUntil is the latest NotAfter of anything this key signed; a
 	// retiring key leaves the export only after it.

@@ -122,68 +122,30 @@ func SSHGrant(granted RoleSet, nodes []Resource, roleRequest bool) (logins, host
 }
 
 // DBUserAllowed reports whether the granted roles let the holder connect
-// as dbUser: some role's allow.db_users lists it (or "*") and no role's
-// deny.db_users does (deny wins; "*" there denies every user). It also
-// returns the db users the grant allows, sorted, for error messages ("*"
-// among them when a role allows any).
+// as dbUser: some role's allow.db_users entry matches it and no role's
+// deny.db_users entry does (deny wins). Entries match as label values do:
+// a name, "*", a glob ("report_*") or ^regex$ ("^ro_.*$"). When it
+// refuses, it also returns the allowed entries no deny rules out, sorted,
+// for the error message; when it allows, allowed is nil.
 func DBUserAllowed(granted RoleSet, dbUser string) (ok bool, allowed []string) {
-	return valueAllowed(granted, dbUser, func(c RoleConditions) []string { return c.DBUsers })
+	return granted.checkValue(dbUsersOf, dbUser)
 }
 
 // DesktopLoginAllowed reports whether the granted roles let the holder log
 // on to a Windows desktop as login: some role's allow.windows_desktop_logins
-// lists it (or "*") and no role's deny does (deny wins; "*" there denies
-// every login). Roles of a RoleSet are already trait-expanded. It also
-// returns the logins the grant allows, sorted, for error messages.
+// entry matches it and no role's deny entry does (deny wins), matched as
+// DBUserAllowed matches db users. Roles of a RoleSet are already
+// trait-expanded. When it refuses, it also returns the allowed entries,
+// sorted, for the error message.
 func DesktopLoginAllowed(granted RoleSet, login string) (ok bool, allowed []string) {
-	return valueAllowed(granted, login, func(c RoleConditions) []string { return c.WindowsDesktopLogins })
+	return granted.checkValue(windowsDesktopLoginsOf, login)
 }
 
-// valueAllowed is the allow/deny check of a list-valued role condition
-// (db_users, windows_desktop_logins): deny wins, "*" in a deny denies all.
-func valueAllowed(granted RoleSet, value string, list func(RoleConditions) []string) (ok bool, allowed []string) {
-	denied := map[string]bool{}
-	for _, r := range granted.Roles {
-		for _, u := range list(r.Spec.Deny) {
-			denied[u] = true
-		}
-	}
-	for _, r := range granted.Roles {
-		for _, u := range list(r.Spec.Allow) {
-			if u == "" || denied[u] || denied[Wildcard] || slices.Contains(allowed, u) {
-				continue
-			}
-			allowed = append(allowed, u)
-		}
-	}
-	sort.Strings(allowed)
-	if value == "" || denied[value] || denied[Wildcard] {
-		return false, allowed
-	}
-	return slices.Contains(allowed, value) || slices.Contains(allowed, Wildcard), allowed
-}
-
-// KubeGroups returns the union of the granted roles' allow
-// kubernetes_groups minus every group a deny lists (deny wins; "*" there
-// denies all), sorted.
+// KubeGroups returns the groups of the granted roles' allow
+// kubernetes_groups that no deny entry matches (deny wins; deny entries may
+// be "*", globs or ^regex$, as label values), sorted. Allow entries go into
+// certificates as they are, so a pattern there names no group and is left
+// out (Role.Validate refuses one).
 func KubeGroups(granted RoleSet) []string {
-	denied := map[string]bool{}
-	for _, r := range granted.Roles {
-		for _, g := range r.Spec.Deny.KubernetesGroups {
-			denied[g] = true
-		}
-	}
-	var out []string
-	if denied[Wildcard] {
-		return nil
-	}
-	for _, r := range granted.Roles {
-		for _, g := range r.Spec.Allow.KubernetesGroups {
-			if g != "" && g != Wildcard && !denied[g] && !slices.Contains(out, g) {
-				out = append(out, g)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
+	return slices.DeleteFunc(granted.allowedValues(kubernetesGroupsOf), isValuePattern)
 }

@@ -40,6 +40,8 @@ const (
 // CodeOf returns the API code for err.
 func CodeOf(err error) Code {
 	switch {
+	case errors.Is(err, ErrRateLimited): // loginlimit.go
+		return CodeRateLimited
 	case errors.Is(err, ErrNotFound):
 		return CodeNotFound
 	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrConflict):

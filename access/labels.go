@@ -114,15 +114,8 @@ func (l Labels) Validate(field string) error {
 			if v == "" {
 				return fmt.Errorf("%w: %s: empty label value", ErrInvalid, path)
 			}
-			if err := checkTemplates(path, v); err != nil {
+			if err := checkValuePattern(path, v); err != nil {
 				return err
-			}
-			if isRegexPattern(v) {
-				// Templates expand later; check the expression around them.
-				p := templateRe.ReplaceAllString(v, "x")
-				if _, err := compileCached(p); err != nil {
-					return fmt.Errorf("%w: %s: invalid regular expression %q: %v", ErrInvalid, path, v, err)
-				}
 			}
 		}
 	}

@@ -20,6 +20,7 @@ type Store interface {
 	OutboxStore
 	ChatStore
 	DeviceLoginStore
+	LoginAttemptStore // loginlimit.go
 }
 
 // PolicyStore keeps the policy bundle in force, so that every replica
@@ -178,7 +179,8 @@ type ClusterState struct {
 	// runs without a key-encryption key.
 	CAKeyPEM string `json:"ca_key_pem,omitempty"`
 	// CAKeySealed is the private key PEM sealed under the key-encryption
-	// key (base64 of nonce || AES-256-GCM ciphertext; see ca.SealClusterKey).
+	// key (base64 of the KEK header || nonce || AES-256-GCM ciphertext; see
+	// ca/kek.go and ca.SealClusterKey).
 	CAKeySealed string    `json:"ca_key_sealed,omitempty"`
 	Created     time.Time `json:"created"`
 	// Revision is the state's etcd mod revision, for UpdateCluster.

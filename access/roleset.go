@@ -3,6 +3,7 @@ package access
 import (
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -283,4 +284,89 @@ func (s RoleSet) CanAccess(res Resource) bool {
 // may review it, and holders of the rule request: read.
 func (s RoleSet) CanSeeRequest(r Request) bool {
 	return (s.User != "" && r.User == s.User) || s.CanReviewRoles(r.Roles) || s.Allows(RuleRequest, VerbRead)
+}
+
+// Role value lists: db_users, db_names, windows_desktop_logins and
+// kubernetes_groups name accounts and groups of the target system. Their
+// entries match a value the way label values do (MatchValue: "*", globs,
+// ^regex$, anything else equal), after trait expansion, so
+// db_users: ["{{internal.logins}}", "^ro_.*$"] allows the user's own logins
+// and every ro_ account. Deny wins: a deny entry that matches refuses, and a
+// deny entry that is not a valid expression refuses everything.
+
+func dbUsersOf(c *RoleConditions) []string              { return c.DBUsers }
+func windowsDesktopLoginsOf(c *RoleConditions) []string { return c.WindowsDesktopLogins }
+func kubernetesGroupsOf(c *RoleConditions) []string     { return c.KubernetesGroups }
+
+// isValuePattern reports whether a role value is a pattern ("*", a glob or
+// ^regex$) rather than a name.
+func isValuePattern(v string) bool {
+	return strings.Contains(v, Wildcard) || isRegexPattern(v)
+}
+
+// MatchAnyValue reports whether some pattern matches value as MatchValue
+// matches; a pattern that is not a valid expression matches nothing.
+func MatchAnyValue(patterns []string, value string) bool {
+	return valueMatches(patterns, value, false)
+}
+
+// allowsValue reports whether some role's allow entries of field match
+// value and no role's deny entries do. An empty value is never allowed.
+func (s RoleSet) allowsValue(field func(*RoleConditions) []string, value string) bool {
+	if value == "" {
+		return false
+	}
+	allowed := false
+	for i := range s.Roles {
+		spec := &s.Roles[i].Spec
+		if valueMatches(field(&spec.Deny), value, true) {
+			return false
+		}
+		allowed = allowed || valueMatches(field(&spec.Allow), value, false)
+	}
+	return allowed
+}
+
+// checkValue is allowsValue with, on refusal, the allowedValues a message
+// lists. The list is built only then: issuing is the common path.
+func (s RoleSet) checkValue(field func(*RoleConditions) []string, value string) (ok bool, allowed []string) {
+	if s.allowsValue(field, value) {
+		return true, nil
+	}
+	return false, s.allowedValues(field)
+}
+
+// allowedValues returns the allow entries of field that no deny entry rules
+// out, sorted and deduplicated: the names and patterns a refusal lists, and
+// the Kubernetes groups of a grant. A name is ruled out when a deny entry
+// matches it; a pattern only when a deny entry is "*" or the same pattern,
+// since whether two patterns overlap cannot be told cheaply.
+func (s RoleSet) allowedValues(field func(*RoleConditions) []string) []string {
+	var out []string
+	for i := range s.Roles {
+		for _, v := range field(&s.Roles[i].Spec.Allow) {
+			if v != "" && !slices.Contains(out, v) && !s.deniesEntry(field, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s RoleSet) deniesEntry(field func(*RoleConditions) []string, v string) bool {
+	pattern := isValuePattern(v)
+	for i := range s.Roles {
+		for _, d := range field(&s.Roles[i].Spec.Deny) {
+			if d == Wildcard || d == v {
+				return true
+			}
+			if !pattern {
+				if ok, err := MatchValue(d, v); ok || err != nil {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -101,18 +101,28 @@ func (r *Role) Validate() error {
 }
 
 func (c *RoleConditions) validate(path string) error {
+	if err := checkTemplatedList(path+".logins", c.Logins); err != nil {
+		return err
+	}
 	for _, f := range []struct {
 		name string
 		vals []string
 	}{
-		{"logins", c.Logins},
 		{"db_users", c.DBUsers},
 		{"db_names", c.DBNames},
 		{"kubernetes_groups", c.KubernetesGroups},
 		{"windows_desktop_logins", c.WindowsDesktopLogins},
 	} {
-		if err := checkTemplatedList(path+"."+f.name, f.vals); err != nil {
+		if err := checkValuePatterns(path+"."+f.name, f.vals); err != nil {
 			return err
+		}
+	}
+	if !strings.HasSuffix(path, ".deny") {
+		// An allowed group goes into certificates as it is written.
+		for i, g := range c.KubernetesGroups {
+			if isValuePattern(g) {
+				return fmt.Errorf("%w: %s.kubernetes_groups[%d]: %q is a pattern, but allowed Kubernetes groups go into certificates as they are: name each group (patterns belong in deny)", ErrInvalid, path, i, g)
+			}
 		}
 	}
 	for _, f := range []struct {
@@ -199,6 +209,37 @@ func checkTemplatedList(path string, vals []string) error {
 		}
 		if err := checkTemplates(p, v); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// checkValuePatterns checks a list whose entries match as label values do
+// (db_users, windows_desktop_logins, ...): each is non-empty, its templates
+// are known and a ^regex$ compiles.
+func checkValuePatterns(path string, vals []string) error {
+	for i, v := range vals {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if strings.TrimSpace(v) == "" {
+			return fmt.Errorf("%w: %s: empty", ErrInvalid, p)
+		}
+		if err := checkValuePattern(p, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkValuePattern checks one label value or list entry: its templates
+// are known and, when it is a ^regex$, the expression compiles with every
+// template standing for a plain word (templates expand later).
+func checkValuePattern(path, v string) error {
+	if err := checkTemplates(path, v); err != nil {
+		return err
+	}
+	if isRegexPattern(v) {
+		if _, err := compileCached(templateRe.ReplaceAllString(v, "x")); err != nil {
+			return fmt.Errorf("%w: %s: invalid regular expression %q: %v", ErrInvalid, path, v, err)
 		}
 	}
 	return nil

@@ -91,6 +91,40 @@ func TestRoleValidate(t *testing.T) {
 		{"an unknown template in logins", func(r *access.Role) {
 			r.Spec.Allow.Logins = []string{"root", "{{logins}}"}
 		}, []string{"spec.allow.logins[1]", "unknown template"}},
+		{"db users, names and desktop logins match as label values do", func(r *access.Role) {
+			r.Spec.Allow.DBUsers = []string{"{{internal.logins}}", "^ro_.*$", "report_*", "*"}
+			r.Spec.Allow.DBNames = []string{"^orders_[0-9]+$", "{{internal.logins}}_*"}
+			r.Spec.Allow.WindowsDesktopLogins = []string{"^{{internal.logins}}-adm$"}
+			r.Spec.Deny.DBUsers = []string{"^(postgres|root)$", "admin_*"}
+			r.Spec.Deny.KubernetesGroups = []string{"^system:.*$", "*-admins", "*"}
+		}, nil},
+		{"a broken db_users expression", func(r *access.Role) {
+			r.Spec.Allow.DBUsers = []string{"viewer", "^ro_(.*$"}
+		}, []string{`spec.allow.db_users[1]: invalid regular expression "^ro_(.*$"`}},
+		{"a broken deny db_users expression", func(r *access.Role) {
+			r.Spec.Deny.DBUsers = []string{"^[admin$"}
+		}, []string{`spec.deny.db_users[0]: invalid regular expression`}},
+		{"a broken db_names expression", func(r *access.Role) {
+			r.Spec.Allow.DBNames = []string{"^(orders$"}
+		}, []string{"spec.allow.db_names[0]: invalid regular expression"}},
+		{"a broken desktop login expression around a template", func(r *access.Role) {
+			r.Spec.Allow.WindowsDesktopLogins = []string{"^{{internal.logins}}(-adm$"}
+		}, []string{"spec.allow.windows_desktop_logins[0]: invalid regular expression"}},
+		{"a broken deny Kubernetes group expression", func(r *access.Role) {
+			r.Spec.Deny.KubernetesGroups = []string{"^system:(.*$"}
+		}, []string{"spec.deny.kubernetes_groups[0]: invalid regular expression"}},
+		{"an unknown template in db_users", func(r *access.Role) {
+			r.Spec.Allow.DBUsers = []string{"{{logins}}"}
+		}, []string{"spec.allow.db_users[0]", "unknown template"}},
+		{"an empty db user", func(r *access.Role) {
+			r.Spec.Deny.DBUsers = []string{" "}
+		}, []string{"spec.deny.db_users[0]: empty"}},
+		{"an allowed Kubernetes group pattern", func(r *access.Role) {
+			r.Spec.Allow.KubernetesGroups = []string{"viewers", "^dev-.*$"}
+		}, []string{`spec.allow.kubernetes_groups[1]: "^dev-.*$" is a pattern`, "name each group"}},
+		{"an allowed Kubernetes group glob", func(r *access.Role) {
+			r.Spec.Allow.KubernetesGroups = []string{"{{internal.logins}}-*"}
+		}, []string{"spec.allow.kubernetes_groups[0]", "is a pattern"}},
 		{"an empty login", func(r *access.Role) {
 			r.Spec.Allow.Logins = []string{""}
 		}, []string{"spec.allow.logins[0]: empty"}},

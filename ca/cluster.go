@@ -115,3 +115,37 @@ func LoadClusterCA(cs access.ClusterState, kek KEK) (*pki.CA, error) {
 	}
 	return ca, nil
 }
+
+// ClusterKeyKEKID is the id of the KEK the sealed cluster CA key names
+// (see SealedKEKID): "" when the key is in the clear, or sealed before
+// KEK ids.
+func ClusterKeyKEKID(cs access.ClusterState) string {
+	sealed, err := base64.StdEncoding.DecodeString(cs.CAKeySealed)
+	if err != nil {
+		return ""
+	}
+	return SealedKEKID(sealed)
+}
+
+// ResealClusterKey returns cs with its sealed CA key re-sealed under the
+// KEK to, opened with from; changed is false when the key was already
+// under to (checked to open) and cs is returned as it is. A key in the
+// clear is not sealed here (accessd seals it at start); it is an error, as
+// is a key neither KEK opens (ErrKEKMismatch naming the KEKs).
+func ResealClusterKey(cs access.ClusterState, from, to KEK) (access.ClusterState, bool, error) {
+	if !ClusterKeySealed(cs) {
+		return cs, false, errors.New("cluster CA key: stored in the clear, not sealed; accessd seals it under its KEK at start")
+	}
+	sealed, err := base64.StdEncoding.DecodeString(cs.CAKeySealed)
+	if err != nil {
+		return cs, false, fmt.Errorf("cluster CA key: sealed value is not base64: %w", err)
+	}
+	out, changed, err := reseal(sealed, clusterKeyAAD(), from, to)
+	if err != nil {
+		return cs, false, fmt.Errorf("cluster CA key: %w", err)
+	}
+	if changed {
+		cs.CAKeySealed = base64.StdEncoding.EncodeToString(out)
+	}
+	return cs, changed, nil
+}

@@ -126,3 +126,18 @@ func TestSealClusterKeyRefusesAnotherCertificatesKey(t *testing.T) {
 		t.Fatalf("SealClusterKey with another CA's key: %v", err)
 	}
 }
+
+// BenchmarkLoadClusterCA is what every session certificate costs to reach
+// the cluster CA: open the sealed key and parse it.
+func BenchmarkLoadClusterCA(b *testing.B) {
+	kek := kekForTest(b)
+	cs, err := NewClusterState("test.local", time.Now(), kek)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := LoadClusterCA(cs, kek); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

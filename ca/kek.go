@@ -1,9 +1,12 @@
 package ca
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -24,19 +27,47 @@ const KEKEnv = "GATEHOUSE_KEK"
 // KEKSize is the size of a key-encryption key: AES-256.
 const KEKSize = 32
 
-// gcmNonceSize is the nonce prepended to every sealed value.
+// PreviousKEKEnv is the environment variable that may hold the previous
+// key-encryption key during a KEK rotation (as GATEHOUSE_KEK); it takes
+// precedence over ca.previous_kek_file.
+const PreviousKEKEnv = "GATEHOUSE_PREVIOUS_KEK"
+
+// gcmNonceSize is the nonce in every sealed value.
 const gcmNonceSize = 12
+
+// gcmTagSize is the authentication tag at the end of every sealed value.
+const gcmTagSize = 16
+
+// kekIDSize is the length of a KEK id: the first 8 bytes of the SHA-256 of
+// the key, shown as 16 hex characters. It names a key without revealing it.
+const kekIDSize = 8
+
+// sealedMagic starts every value sealed since KEK ids exist; the id of the
+// KEK follows, then the nonce and the ciphertext. The header is part of the
+// additional data, so it cannot be swapped. Values sealed before (nonce ||
+// ciphertext, no header) still open, and get a header when a KEK rotation
+// re-seals them.
+var sealedMagic = [4]byte{'G', 'H', 'K', 1}
+
+// sealedHeaderSize is sealedMagic and the KEK id.
+const sealedHeaderSize = len(sealedMagic) + kekIDSize
 
 // ErrKEKMismatch is returned when a sealed CA key does not open: the
 // key-encryption key is not the one it was sealed with, or the record was
-// moved to another etcd key, CA type or version.
+// moved to another etcd key, CA type or version. When the value names the
+// KEK it was sealed under, the error wrapping it says which, and which
+// keys this process has.
 var ErrKEKMismatch = errors.New("key-encryption key does not open the stored CA keys (wrong GATEHOUSE_KEK or kek_file?)")
 
 // KEK is the key-encryption key that seals CA private keys in etcd with
-// AES-256-GCM. It never prints: fmt, %v, %#v and slog all show
-// "KEK(redacted)". The zero KEK is unusable: Seal and Open refuse it.
+// AES-256-GCM. During a KEK rotation it may also hold the previous key
+// (WithPrevious), which opens what it sealed but never seals. It never
+// prints: fmt, %v, %#v and slog all show "KEK(redacted)". The zero KEK is
+// unusable: Seal and Open refuse it.
 type KEK struct {
 	key [KEKSize]byte
+	// prev opens values sealed under the previous KEK; zero: none.
+	prev [KEKSize]byte
 }
 
 // String, GoString, Format and LogValue keep the key out of logs and
@@ -52,11 +83,63 @@ func (KEK) MarshalText() ([]byte, error) {
 // IsZero reports whether no key was loaded.
 func (k KEK) IsZero() bool { return k.key == [KEKSize]byte{} }
 
-func (k KEK) aead() (cipher.AEAD, error) {
+// kekID names a key in sealed values and messages.
+type kekID [kekIDSize]byte
+
+func (id kekID) String() string { return hex.EncodeToString(id[:]) }
+
+func idOf(key *[KEKSize]byte) kekID {
+	sum := sha256.Sum256(key[:])
+	return kekID(sum[:kekIDSize])
+}
+
+// ID names the key that seals: the first 8 bytes of its SHA-256 in hex,
+// "" for the zero KEK. It is safe to log and to show.
+func (k KEK) ID() string {
 	if k.IsZero() {
-		return nil, errors.New("no key-encryption key loaded")
+		return ""
 	}
-	block, err := aes.NewCipher(k.key[:])
+	return idOf(&k.key).String()
+}
+
+// PreviousID is the ID of the previous key, "" when there is none.
+func (k KEK) PreviousID() string {
+	if k.prev == [KEKSize]byte{} {
+		return ""
+	}
+	return idOf(&k.prev).String()
+}
+
+// describe names the keys k holds, for errors: "KEK 1a2b…" or
+// "KEK 1a2b… (previous 9f8e…)".
+func (k KEK) describe() string {
+	if p := k.PreviousID(); p != "" {
+		return fmt.Sprintf("KEK %s (previous %s)", k.ID(), p)
+	}
+	return "KEK " + k.ID()
+}
+
+// WithPrevious returns k that also opens what prev sealed, for the time a
+// KEK rotation takes: values are always sealed under k, and opened under
+// whichever of the two they name. prev must be another, non-zero key.
+func (k KEK) WithPrevious(prev KEK) (KEK, error) {
+	if k.IsZero() {
+		return KEK{}, errors.New("a previous key-encryption key needs a current one")
+	}
+	if prev.IsZero() {
+		return KEK{}, errors.New("the previous key-encryption key is empty")
+	}
+	if subtle.ConstantTimeCompare(k.key[:], prev.key[:]) == 1 {
+		return KEK{}, fmt.Errorf("the previous key-encryption key is the current one (KEK %s): give the key the CA keys were sealed under before", k.ID())
+	}
+	return KEK{key: k.key, prev: prev.key}, nil
+}
+
+// current is k without its previous key.
+func (k KEK) current() KEK { return KEK{key: k.key} }
+
+func aeadOf(key *[KEKSize]byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key[:])
 	if err != nil {
 		return nil, fmt.Errorf("key-encryption key: %w", err)
 	}
@@ -72,35 +155,144 @@ func NewKEK() (KEK, error) {
 	return k, nil
 }
 
-// Seal encrypts plain with AES-256-GCM under k, authenticating aad: the
-// result is a 12-byte random nonce followed by the ciphertext and tag.
+// Seal encrypts plain with AES-256-GCM under k (never under its previous
+// key), authenticating aad: the result is a header naming the KEK (see
+// sealedMagic), a 12-byte random nonce, then the ciphertext and tag.
 func (k KEK) Seal(plain, aad []byte) ([]byte, error) {
-	g, err := k.aead()
+	if k.IsZero() {
+		return nil, errors.New("no key-encryption key loaded")
+	}
+	g, err := aeadOf(&k.key)
 	if err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, gcmNonceSize, gcmNonceSize+len(plain)+g.Overhead())
+	out := make([]byte, sealedHeaderSize+gcmNonceSize, sealedHeaderSize+gcmNonceSize+len(plain)+g.Overhead())
+	copy(out, sealedMagic[:])
+	id := idOf(&k.key)
+	copy(out[len(sealedMagic):], id[:])
+	nonce := out[sealedHeaderSize:]
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("seal: nonce: %w", err)
 	}
-	return g.Seal(nonce, nonce, plain, aad), nil
+	return g.Seal(out, nonce, plain, headerAAD(out[:sealedHeaderSize], aad)), nil
 }
 
-// Open decrypts what Seal returned for the same aad. Any mismatch (another
-// key, other additional data, altered bytes) is ErrKEKMismatch.
+// headerAAD is the additional data of a value with a header: the header,
+// then the caller's.
+func headerAAD(header, aad []byte) []byte {
+	b := make([]byte, 0, len(header)+len(aad))
+	return append(append(b, header...), aad...)
+}
+
+// sealedID returns the KEK id in sealed's header; ok is false for a value
+// sealed before KEK ids existed.
+func sealedID(sealed []byte) (id kekID, ok bool) {
+	if len(sealed) < sealedHeaderSize || !bytes.Equal(sealed[:len(sealedMagic)], sealedMagic[:]) {
+		return kekID{}, false
+	}
+	copy(id[:], sealed[len(sealedMagic):sealedHeaderSize])
+	return id, true
+}
+
+// SealedKEKID is the id of the KEK a sealed value names (as KEK.ID), or ""
+// when it predates KEK ids. It is read from the value, not proven: only
+// opening it proves it.
+func SealedKEKID(sealed []byte) string {
+	if id, ok := sealedID(sealed); ok {
+		return id.String()
+	}
+	return ""
+}
+
+// Open decrypts what Seal returned for the same aad, with the key the
+// value names: k's, or its previous one. Any mismatch (another key, other
+// additional data, altered bytes) is ErrKEKMismatch, wrapped with the id of
+// the KEK the value names, if any, and the ids of the keys k holds.
 func (k KEK) Open(sealed, aad []byte) ([]byte, error) {
-	g, err := k.aead()
+	if k.IsZero() {
+		return nil, errors.New("no key-encryption key loaded")
+	}
+	keys := []*[KEKSize]byte{&k.key}
+	if k.prev != ([KEKSize]byte{}) {
+		keys = append(keys, &k.prev)
+	}
+	id, named := sealedID(sealed)
+	if named && len(sealed) >= sealedHeaderSize+gcmNonceSize+gcmTagSize {
+		for _, key := range keys {
+			if idOf(key) != id {
+				continue
+			}
+			if plain, err := openWith(key, sealed[sealedHeaderSize:], headerAAD(sealed[:sealedHeaderSize], aad)); err == nil {
+				return plain, nil
+			}
+		}
+	}
+	// A value without a header; or, once in 2^32 values sealed before KEK
+	// ids, one whose random nonce starts like a header.
+	if len(sealed) < gcmNonceSize+gcmTagSize {
+		return nil, fmt.Errorf("open sealed value: %d bytes is too short", len(sealed))
+	}
+	for _, key := range keys {
+		if plain, err := openWith(key, sealed, aad); err == nil {
+			return plain, nil
+		}
+	}
+	switch {
+	case !named:
+		return nil, ErrKEKMismatch
+	case id == idOf(&k.key) || (len(keys) > 1 && id == idOf(&k.prev)):
+		return nil, fmt.Errorf("%w: sealed under KEK %s, but altered or moved from another record", ErrKEKMismatch, id)
+	default:
+		return nil, fmt.Errorf("%w: sealed under KEK %s, this process has %s", ErrKEKMismatch, id, k.describe())
+	}
+}
+
+// kekMismatchError is ErrKEKMismatch with a message of its own, for
+// where "wrong GATEHOUSE_KEK or kek_file?" is not the question.
+type kekMismatchError string
+
+func (e kekMismatchError) Error() string { return string(e) }
+func (e kekMismatchError) Unwrap() error { return ErrKEKMismatch }
+
+// openWith opens nonce || ciphertext+tag under key.
+func openWith(key *[KEKSize]byte, body, aad []byte) ([]byte, error) {
+	g, err := aeadOf(key)
 	if err != nil {
 		return nil, err
 	}
-	if len(sealed) < gcmNonceSize+g.Overhead() {
-		return nil, fmt.Errorf("open sealed value: %d bytes is too short", len(sealed))
+	return g.Open(nil, body[:gcmNonceSize], body[gcmNonceSize:], aad)
+}
+
+// reseal returns the value sealed under to, with the same aad: opened
+// with from, or already under to (then returned as it is, once it opened).
+// Neither key's previous one is used. A value neither opens is
+// ErrKEKMismatch naming the three KEKs.
+func reseal(sealed, aad []byte, from, to KEK) (out []byte, changed bool, err error) {
+	from, to = from.current(), to.current()
+	if id, ok := sealedID(sealed); ok && id == idOf(&to.key) {
+		if plain, err := to.Open(sealed, aad); err == nil {
+			clear(plain)
+			return sealed, false, nil
+		}
 	}
-	plain, err := g.Open(nil, sealed[:gcmNonceSize], sealed[gcmNonceSize:], aad)
+	plain, err := from.Open(sealed, aad)
 	if err != nil {
-		return nil, ErrKEKMismatch
+		// Sealed under to before KEK ids: it needs a header.
+		var errTo error
+		if plain, errTo = to.Open(sealed, aad); errTo != nil {
+			under := "a KEK it does not name (sealed before KEK ids)"
+			if id := SealedKEKID(sealed); id != "" {
+				under = "KEK " + id
+			}
+			return nil, false, kekMismatchError(fmt.Sprintf("sealed under %s, but neither the old KEK %s nor the new KEK %s opens it", under, from.ID(), to.ID()))
+		}
 	}
-	return plain, nil
+	out, err = to.Seal(plain, aad)
+	clear(plain)
+	if err != nil {
+		return nil, false, err
+	}
+	return out, true, nil
 }
 
 // keyAAD is the additional data a CA private key is sealed with: its etcd
@@ -184,14 +376,16 @@ func LoadKEK(file string) (KEK, error) {
 }
 
 // KEKFromEnv reads GATEHOUSE_KEK; ok is false when it is unset or empty.
-func KEKFromEnv() (k KEK, ok bool, err error) {
-	v, set := os.LookupEnv(KEKEnv)
+func KEKFromEnv() (k KEK, ok bool, err error) { return kekFromEnv(KEKEnv) }
+
+func kekFromEnv(name string) (k KEK, ok bool, err error) {
+	v, set := os.LookupEnv(name)
 	if !set || strings.TrimSpace(v) == "" {
 		return KEK{}, false, nil
 	}
 	k, err = ParseKEK(v)
 	if err != nil {
-		return KEK{}, true, fmt.Errorf("%s: %w", KEKEnv, err)
+		return KEK{}, true, fmt.Errorf("%s: %w", name, err)
 	}
 	return k, true, nil
 }
@@ -209,6 +403,24 @@ func ResolveKEK(file string) (k KEK, source string, err error) {
 	}
 	k, err = LoadKEK(file)
 	return k, "kek_file " + file, err
+}
+
+// ResolvePreviousKEK is ResolveKEK for the previous key of a KEK rotation:
+// GATEHOUSE_PREVIOUS_KEK when set, otherwise the previous_kek_file; ok is
+// false when neither is set.
+func ResolvePreviousKEK(file string) (k KEK, source string, ok bool, err error) {
+	k, ok, err = kekFromEnv(PreviousKEKEnv)
+	if ok || err != nil {
+		return k, PreviousKEKEnv, true, err
+	}
+	if file == "" {
+		return KEK{}, "", false, nil
+	}
+	k, err = LoadKEK(file)
+	if err != nil {
+		err = fmt.Errorf("previous_%w", err) // LoadKEK's errors start with "kek_file"
+	}
+	return k, "previous_kek_file " + file, true, err
 }
 
 // CheckKEKOutside refuses a kek_file inside the data dir: a backup or copy

@@ -147,7 +147,9 @@ type signerKey struct {
 	public  string
 }
 
-// NewManager returns a Manager over st, sealing with kek.
+// NewManager returns a Manager over st, sealing with kek. During a KEK
+// rotation kek carries the previous key too (KEK.WithPrevious): keys
+// sealed under either open, new ones are sealed under the current one.
 func NewManager(st access.CAKeyStore, kek KEK, opts ...Option) *Manager {
 	m := &Manager{st: st, kek: kek, now: time.Now, algs: map[string]string{}, cache: map[signerKey]crypto.Signer{}}
 	for _, o := range opts {
@@ -684,4 +686,73 @@ func ExportPEM(keys []access.CAKey) string {
 		}
 	}
 	return b.String()
+}
+
+// resealAttempts bounds the compare-and-swap retries of re-sealing one key
+// set: issuances noting SignedUntil contend on the same set.
+const resealAttempts = casAttempts * 4
+
+// resealSet returns set with every private key sealed under to (see
+// reseal): resealed counts the keys that changed, already those that were
+// under to. A key that neither KEK opens fails the set, naming the key.
+func resealSet(path string, set access.CAKeySet, from, to KEK) (out access.CAKeySet, resealed, already int, err error) {
+	out = set
+	out.Keys = slices.Clone(set.Keys)
+	for i, k := range out.Keys {
+		sealed, changed, err := reseal(k.Sealed, keyAAD(path, set.Type, k.Version), from, to)
+		if err != nil {
+			return set, 0, 0, fmt.Errorf("%s key v%d: %w", caName(set.Type, set.Resource), k.Version, err)
+		}
+		if !changed {
+			already++
+			continue
+		}
+		out.Keys[i].Sealed = sealed
+		resealed++
+	}
+	return out, resealed, already, nil
+}
+
+// ResealCAKeys re-seals the private keys of one CA under the KEK to, each
+// opened with from (or found already under to, and left as it is), in one
+// compare-and-swap write on the set's revision. A set that changed in
+// between (an issuance noting SignedUntil, a rotation phase, another KEK
+// rotation) is read and re-sealed again, so no write is lost. Nothing is
+// written when every key is already under to, or when a key opens under
+// neither KEK (ErrKEKMismatch naming the key and the KEKs). The additional
+// data stays as it was: only the header naming the KEK changes.
+func ResealCAKeys(ctx context.Context, st access.CAKeyStore, typ, resource string, from, to KEK) (resealed, already int, err error) {
+	if err := CheckCA(typ, resource); err != nil {
+		return 0, 0, err
+	}
+	set, err := st.GetCAKeys(ctx, typ, resource)
+	if err != nil {
+		return 0, 0, err
+	}
+	return resealCAKeys(ctx, st, set, from, to)
+}
+
+// resealCAKeys is ResealCAKeys starting from set as read (by a list): etcd
+// is read again only when the write loses its compare.
+func resealCAKeys(ctx context.Context, st access.CAKeyStore, set access.CAKeySet, from, to KEK) (resealed, already int, err error) {
+	typ, resource := set.Type, set.Resource
+	path := st.CAKeyPath(typ, resource)
+	for range resealAttempts {
+		next, resealed, already, err := resealSet(path, set, from, to)
+		if err != nil || resealed == 0 {
+			return 0, already, err
+		}
+		_, err = st.PutCAKeys(ctx, next)
+		if errors.Is(err, access.ErrConflict) {
+			if set, err = st.GetCAKeys(ctx, typ, resource); err != nil {
+				return 0, 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: re-seal: %w", caName(typ, resource), err)
+		}
+		return resealed, already, nil
+	}
+	return 0, 0, fmt.Errorf("%s: re-seal: the key set kept changing: %w", caName(typ, resource), access.ErrConflict)
 }

@@ -48,11 +48,13 @@ type Server struct {
 	ready   []Readiness
 	mux     *http.ServeMux
 	metrics *metrics
+	// throttle bounds the anonymous login routes per address (throttle.go).
+	throttle loginThrottles
 }
 
 // New builds the API handler over svc. ready checks run on /readyz.
 func New(svc *service.Service, log *slog.Logger, reg *prometheus.Registry, ready ...Readiness) *Server {
-	s := &Server{svc: svc, log: log, ready: ready, mux: http.NewServeMux(), metrics: newMetrics(reg)}
+	s := &Server{svc: svc, log: log, ready: ready, mux: http.NewServeMux(), metrics: newMetrics(reg), throttle: newLoginThrottles(time.Now)}
 	s.routes(reg)
 	return s
 }
@@ -114,9 +116,9 @@ func (s *Server) routes(reg *prometheus.Registry) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(api.OpenAPI)
 	})
-	open("POST /v1/login", s.handleLogin)
-	open("POST /v1/login/device", s.handleStartDeviceLogin)
-	open("POST /v1/login/device/redeem", s.handleRedeemDeviceLogin)
+	open("POST /v1/login", s.throttle.password.wrap(s.handleLogin))
+	open("POST /v1/login/device", s.throttle.deviceStart.wrap(s.handleStartDeviceLogin))
+	open("POST /v1/login/device/redeem", s.throttle.deviceRedeem.wrap(s.handleRedeemDeviceLogin))
 	open("GET /v1/ca/tls", s.handleClusterCA)
 	open("GET /v1/ca/{type}", s.handleExportCA)
 	open("GET /.well-known/jwks.json", s.handleJWKS)
@@ -249,6 +251,8 @@ func statusOf(code access.Code) int {
 		return http.StatusUnprocessableEntity
 	case access.CodeUnavailable:
 		return http.StatusServiceUnavailable
+	case access.CodeRateLimited:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }
@@ -263,5 +267,6 @@ func writeError(w http.ResponseWriter, err error) {
 		slog.Error("internal error", "err", err)
 		msg = "internal error; see the server log"
 	}
+	setRetryAfter(w, err) // throttle.go
 	writeJSON(w, statusOf(code), api.ErrorBody{Error: api.ErrorDetail{Code: string(code), Message: msg}})
 }

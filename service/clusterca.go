@@ -23,7 +23,10 @@ const clusterSealAttempts = 8
 
 // WithKEK sets the key-encryption key that seals the cluster TLS CA key.
 // Without it (or with the zero KEK) the key stays in the clear, and a
-// sealed key cannot be opened.
+// sealed key cannot be opened. During a KEK rotation kek carries the
+// previous key too (ca.KEK.WithPrevious): the key opens under either, and
+// is sealed under the current one; accessd kek-rotate re-seals it (the
+// same PEM, so the keys DeriveClusterKey gives do not change).
 func WithKEK(kek ca.KEK) Option { return func(s *Service) { s.kek = kek } }
 
 // authority returns the cluster's TLS CA from the store, its key opened

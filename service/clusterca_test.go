@@ -280,3 +280,49 @@ func TestConcurrentSealing(t *testing.T) {
 	}
 	checkSessions(t, replica(st2, keks[won], nil), pinOf(t, replica(st2, keks[won], nil)))
 }
+
+// TestClusterKeyAcrossKEKRotation: through a KEK rotation the cluster CA
+// keeps signing sessions with the same pin, and the keys derived from it
+// (which replicas share) stay the same: running replicas with the new KEK
+// and the old one as previous work before and after the re-seal, ones with
+// the new KEK alone after it; one left with only the old KEK stops with an
+// error naming both KEKs and writes nothing.
+func TestClusterKeyAcrossKEKRotation(t *testing.T) {
+	st := storetest.Embedded(t)
+	ctx := context.Background()
+	oldK, newK := newKEK(t), newKEK(t)
+	first := replica(st, oldK, nil)
+	bootstrap(t, first)
+	pin := pinOf(t, first)
+	derived, err := first.DeriveClusterKey(ctx, "test", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, err := newK.WithPrevious(oldK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	during := replica(st, both, nil)
+	bootstrap(t, during)
+	checkSessions(t, during, pin)
+
+	if _, err := ca.RotateKEK(ctx, st, oldK, newK, "system"); err != nil {
+		t.Fatal(err)
+	}
+	for name, svc := range map[string]*service.Service{"new and previous KEK": during, "new KEK only": replica(st, newK, nil)} {
+		bootstrap(t, svc)
+		checkSessions(t, svc, pin)
+		if again, err := svc.DeriveClusterKey(ctx, "test", 32); err != nil || !bytes.Equal(again, derived) {
+			t.Fatalf("%s: derived key changed with the KEK (%v)", name, err)
+		}
+	}
+	_, rev := rawClusterState(t, st)
+	_, err = replica(st, oldK, nil).Bootstrap(ctx)
+	want := fmt.Sprintf("sealed under KEK %s, this process has KEK %s", newK.ID(), oldK.ID())
+	if !errors.Is(err, ca.ErrKEKMismatch) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("start with the old KEK after the rotation: %v, want %q", err, want)
+	}
+	if _, after := rawClusterState(t, st); after != rev {
+		t.Fatal("a refused start wrote the cluster state")
+	}
+}

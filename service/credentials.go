@@ -261,6 +261,9 @@ func (s *Service) issueDB(ctx context.Context, r access.Request, granted access.
 		if len(allowed) > 0 {
 			list = strings.Join(allowed, ", ")
 		}
+		if access.MatchAnyValue(allowed, in.DBUser) {
+			list += "; a deny.db_users entry refuses it"
+		}
 		return access.IssuedCredential{}, fmt.Errorf("%w: database user %q is not granted (the granted roles %s allow: %s)",
 			access.ErrForbidden, in.DBUser, strings.Join(r.GrantedRoles, ", "), list)
 	}
@@ -322,6 +325,9 @@ func (s *Service) issueDesktop(ctx context.Context, c Caller, r access.Request, 
 		list := "none"
 		if len(allowed) > 0 {
 			list = strings.Join(allowed, ", ")
+		}
+		if access.MatchAnyValue(allowed, in.Login) {
+			list += "; a deny.windows_desktop_logins entry refuses it"
 		}
 		return access.IssuedCredential{}, fmt.Errorf("%w: Windows login %q is not granted (the granted roles %s allow: %s)",
 			access.ErrForbidden, in.Login, strings.Join(r.GrantedRoles, ", "), list)

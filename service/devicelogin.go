@@ -68,8 +68,8 @@ var errLoginCodeGone = fmt.Errorf("%w: login code unknown, expired or already us
 // of the key to certify; address is the device's address as accessd saw
 // it. The answer is the same whether user exists or not: the chat
 // confirmation is what checks. Errors: ErrInvalid for a bad name or CSR,
-// ErrConflict when user has too many pending codes, ErrUnavailable when
-// everyone has.
+// ErrRateLimited when address has too many pending codes, ErrConflict
+// when user has, ErrUnavailable when everyone has.
 func (s *Service) StartDeviceLogin(ctx context.Context, user, csrPEM, address string) (access.DeviceLogin, error) {
 	if err := access.ValidName(user); err != nil {
 		return access.DeviceLogin{}, fmt.Errorf("user: %w", err)
@@ -83,7 +83,7 @@ func (s *Service) StartDeviceLogin(ctx context.Context, user, csrPEM, address st
 		return access.DeviceLogin{}, err
 	}
 	now := s.now().UTC()
-	if err := s.checkPendingDeviceLogins(ctx, user, now); err != nil {
+	if err := s.checkPendingDeviceLogins(ctx, user, address, now); err != nil {
 		return access.DeviceLogin{}, err
 	}
 	d := access.DeviceLogin{
@@ -111,10 +111,13 @@ func (s *Service) StartDeviceLogin(ctx context.Context, user, csrPEM, address st
 // checkPendingDeviceLogins refuses a start beyond the limits. It counts by
 // listing, so starts racing each other may pass a limit by the number of
 // racers; the bound holds all the same.
-func (s *Service) checkPendingDeviceLogins(ctx context.Context, user string, now time.Time) error {
+func (s *Service) checkPendingDeviceLogins(ctx context.Context, user, address string, now time.Time) error {
 	all, err := s.store.ListDeviceLogins(ctx)
 	if err != nil {
 		return fmt.Errorf("count pending device logins: %w", err)
+	}
+	if err := checkDeviceLoginsFrom(all, address, now); err != nil { // loginlimit.go
+		return err
 	}
 	mine, pending := 0, 0
 	for _, d := range all {

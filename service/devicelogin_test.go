@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/access"
@@ -38,9 +40,16 @@ func newDevice(t *testing.T, user string) device {
 	return device{csrPEM: string(csrPEM), keyHash: "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])}
 }
 
+// deviceStarts counts each fixture's starts: each comes from an address of
+// its own (192.0.2.7, .8, ...), so the per-address cap
+// (TestDeviceLoginsPerAddress) holds no other test back.
+var deviceStarts sync.Map // *fixture → *atomic.Int32
+
 func (f *fixture) startDeviceLogin(t *testing.T, user string, dev device) access.DeviceLogin {
 	t.Helper()
-	d, err := f.svc.StartDeviceLogin(context.Background(), user, dev.csrPEM, "192.0.2.7")
+	n, _ := deviceStarts.LoadOrStore(f, new(atomic.Int32))
+	addr := fmt.Sprintf("192.0.2.%d", 6+n.(*atomic.Int32).Add(1))
+	d, err := f.svc.StartDeviceLogin(context.Background(), user, dev.csrPEM, addr)
 	if err != nil {
 		t.Fatalf("start device login for %s: %v", user, err)
 	}

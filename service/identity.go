@@ -69,6 +69,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 		return LoginResult{}, err
 	}
 	method := "password"
+	var gate passwordLoginGate // loginlimit.go
 	if in.InviteToken != "" {
 		method = "invite"
 		if err := checkPassword(in.Password); err != nil {
@@ -98,18 +99,22 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error)
 			return LoginResult{}, fmt.Errorf("store password: %w", err)
 		}
 	} else {
+		if gate, err = s.checkPasswordLogin(ctx, in.User, in.RemoteAddr); err != nil {
+			return LoginResult{}, err
+		}
 		hash, err := s.store.GetPasswordHash(ctx, in.User)
 		if errors.Is(err, access.ErrNotFound) {
 			// Spend the same time as a real comparison.
 			_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(in.Password))
-			return fail(errBadLogin, "unknown user or no password")
+			return LoginResult{}, s.passwordLoginFailed(ctx, in.User, in.RemoteAddr, "unknown user or no password")
 		}
 		if err != nil {
 			return LoginResult{}, fmt.Errorf("load password: %w", err)
 		}
 		if bcrypt.CompareHashAndPassword(hash, []byte(in.Password)) != nil {
-			return fail(errBadLogin, "wrong password")
+			return LoginResult{}, s.passwordLoginFailed(ctx, in.User, in.RemoteAddr, "wrong password")
 		}
+		s.passwordLoginSucceeded(ctx, in.User, gate)
 	}
 	c, err := s.Caller(ctx, in.User, access.SourceCLI)
 	if err != nil {
@@ -231,12 +236,20 @@ func (s *Service) Lock(ctx context.Context, c Caller, user, reason string) error
 	return s.store.PutLock(ctx, l, s.audit(c, "lock.create", "", OutcomeSuccess, reason, map[string]any{"user": user}))
 }
 
-// Unlock lifts a lock (rule lock:delete).
+// Unlock lifts a lock and a failed-login lockout (rule lock:delete);
+// ErrNotFound only when there was neither.
 func (s *Service) Unlock(ctx context.Context, c Caller, user string) error {
 	if err := require(c, access.RuleLock, access.VerbDelete); err != nil {
 		return err
 	}
-	return s.store.DeleteLock(ctx, user, s.audit(c, "lock.delete", "", OutcomeSuccess, "", map[string]any{"user": user}))
+	err := s.store.DeleteLock(ctx, user, s.audit(c, "lock.delete", "", OutcomeSuccess, "", map[string]any{"user": user}))
+	if err != nil && !errors.Is(err, access.ErrNotFound) {
+		return err
+	}
+	if cleared, cerr := s.clearLoginLockout(ctx, c, user); cerr != nil || cleared { // loginlimit.go
+		return cerr
+	}
+	return err
 }
 
 // ListLocks lists locks (rule lock:list).

@@ -39,6 +39,9 @@ type Config struct {
 	CRLBaseURL string
 	// Chat routes request cards to the chat platforms.
 	Chat ChatConfig
+	// LoginLimit locks password logins of a name out after failures
+	// (loginlimit.go); zero fields take access's defaults.
+	LoginLimit access.LoginLimit
 }
 
 // Defaults from DESIGN.md.
@@ -69,6 +72,7 @@ func (c *Config) setDefaults() {
 	if c.InviteTTL == 0 {
 		c.InviteTTL = DefaultInviteTTL
 	}
+	c.LoginLimit = c.LoginLimit.WithDefaults()
 	if len(c.FallbackReviewers.Roles) == 0 && len(c.FallbackReviewers.Users) == 0 {
 		c.FallbackReviewers = access.ReviewerSelector{Roles: []string{"admin"}}
 	}

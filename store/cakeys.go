@@ -96,6 +96,31 @@ func (s *Store) PutCAKeys(ctx context.Context, set access.CAKeySet, events ...ac
 	return set, nil
 }
 
+// ListCAKeys returns every CA key set, each with its mod revision for
+// PutCAKeys, in etcd key order, all read at one revision: what a KEK
+// rotation re-seals. A set that does not decode, or names another key
+// than the one it is stored at, fails the list: passing over it would
+// leave it sealed under the old key.
+func (s *Store) ListCAKeys(ctx context.Context) ([]access.CAKeySet, error) {
+	resp, err := s.get(ctx, "list CA keys", s.key(keyCA), clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	sets := make([]access.CAKeySet, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var set access.CAKeySet
+		if err := decode(kv, &set); err != nil {
+			return nil, fmt.Errorf("list CA keys: %s: %w", kv.Key, err)
+		}
+		if s.CAKeyPath(set.Type, set.Resource) != string(kv.Key) {
+			return nil, fmt.Errorf("list CA keys: %s: record is for %s", kv.Key, caWhat(set.Type, set.Resource))
+		}
+		set.Revision = kv.ModRevision
+		sets = append(sets, set)
+	}
+	return sets, nil
+}
+
 // CAKeyCache is an access.CAKeyStore that keeps the CA key sets in
 // memory, current through a watch on the ca/ prefix, so issuing a
 // credential reads no etcd. Writes go to etcd as with Store.PutCAKeys and

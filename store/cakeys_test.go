@@ -285,3 +285,42 @@ func TestUpdateCluster(t *testing.T) {
 		t.Fatalf("stored state: %s, %v", raw.Kvs[0].Value, err)
 	}
 }
+
+// TestListCAKeys: every set, each with the revision PutCAKeys compares; a
+// set stored at another set's key fails the list instead of being passed
+// over (a KEK rotation would leave it under the old key).
+func TestListCAKeys(t *testing.T) {
+	s := storetest.Embedded(t)
+	ctx := ctxT(t)
+	if sets, err := s.ListCAKeys(ctx); err != nil || len(sets) != 0 {
+		t.Fatalf("empty store: %v, %v", sets, err)
+	}
+	var want []access.CAKeySet
+	for _, c := range [][2]string{{"app", ""}, {"db", "billing"}, {"db", "orders"}, {"ssh", ""}} {
+		want = append(want, must[access.CAKeySet](t)(s.PutCAKeys(ctx, caSet(c[0], c[1]))))
+	}
+	sets, err := s.ListCAKeys(ctx)
+	if err != nil || len(sets) != len(want) {
+		t.Fatalf("ListCAKeys = %d sets, %v; want %d", len(sets), err, len(want))
+	}
+	for i, set := range sets {
+		if set.Type != want[i].Type || set.Resource != want[i].Resource || set.Revision != want[i].Revision || !bytes.Equal(set.Keys[0].Sealed, []byte{1, 2, 3}) {
+			t.Fatalf("set %d = %+v, want %+v", i, set, want[i])
+		}
+	}
+	sets[0].Keys[0].State = access.CAKeyRetiring
+	if _, err := s.PutCAKeys(ctx, sets[0]); err != nil {
+		t.Fatalf("a listed set does not write back: %v", err)
+	}
+
+	resp, err := s.Client().Get(ctx, s.CAKeyPath("db", "orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client().Put(ctx, s.CAKeyPath("kube", "prod"), string(resp.Kvs[0].Value)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ListCAKeys(ctx); err == nil || !strings.Contains(err.Error(), "ca/kube/prod") || !strings.Contains(err.Error(), "record is for CA keys db/orders") {
+		t.Fatalf("a set copied to another key: %v", err)
+	}
+}

@@ -15,18 +15,36 @@ import (
 )
 
 // loadKEK reads the key-encryption key from GATEHOUSE_KEK or ca.kek_file
-// (never inside the data dir). With neither set it returns the zero KEK:
-// no credentials, and the cluster CA key stays in the clear.
+// (never inside the data dir), and during a KEK rotation the previous one
+// from GATEHOUSE_PREVIOUS_KEK or ca.previous_kek_file, which then opens what
+// it sealed (new keys are always sealed under the current one). With
+// neither set it returns the zero KEK: no credentials, and the cluster CA
+// key stays in the clear.
 func loadKEK(cfg Config) (kek ca.KEK, source string, err error) {
 	if cfg.CA.KEKFile == "" && os.Getenv(ca.KEKEnv) == "" {
+		if cfg.CA.PreviousKEKFile != "" || os.Getenv(ca.PreviousKEKEnv) != "" {
+			return ca.KEK{}, "", errors.New("ca.previous_kek_file (or " + ca.PreviousKEKEnv + ") is set without ca.kek_file (or " + ca.KEKEnv + "): a KEK rotation needs the new key as kek_file")
+		}
 		return ca.KEK{}, "", nil
 	}
-	if err := ca.CheckKEKOutside(cfg.CA.KEKFile, cfg.DataDir); err != nil {
-		return ca.KEK{}, "", err
+	for _, f := range []string{cfg.CA.KEKFile, cfg.CA.PreviousKEKFile} {
+		if err := ca.CheckKEKOutside(f, cfg.DataDir); err != nil {
+			return ca.KEK{}, "", err
+		}
 	}
 	kek, source, err = ca.ResolveKEK(cfg.CA.KEKFile)
 	if err != nil {
 		return ca.KEK{}, "", fmt.Errorf("ca: %w", err)
+	}
+	prev, prevSource, ok, err := ca.ResolvePreviousKEK(cfg.CA.PreviousKEKFile)
+	if err != nil {
+		return ca.KEK{}, "", fmt.Errorf("ca: %w", err)
+	}
+	if ok {
+		if kek, err = kek.WithPrevious(prev); err != nil {
+			return ca.KEK{}, "", fmt.Errorf("ca: %s and %s: %w", source, prevSource, err)
+		}
+		source += ", previous from " + prevSource
 	}
 	return kek, source, nil
 }
@@ -53,13 +71,57 @@ func openAuthority(ctx context.Context, cfg Config, st *store.Store, kek ca.KEK,
 		return nil, fmt.Errorf("ca: %w", err)
 	}
 	m := ca.NewManager(keys, kek, mopts...)
-	for _, typ := range []string{access.CATypeSSH, access.CATypeApp} {
-		if err := m.Verify(ctx, typ, ""); err != nil && !errors.Is(err, access.ErrNotFound) {
-			return nil, fmt.Errorf("ca %s (key-encryption key from %s): %w", typ, source, err)
+	if err := verifyCAKeys(ctx, st, m, kek, source, log); err != nil {
+		return nil, err
+	}
+	log.Info("certificate authority ready", "kek_from", source, "kek_id", kek.ID())
+	return ca.NewAuthority(m, ca.WithForbiddenKubeGroups(cfg.CA.ForbiddenKubeGroups...)), nil
+}
+
+// verifyCAKeys opens every CA key with the KEK, so a wrong GATEHOUSE_KEK
+// or kek_file, or a KEK rotation half done (a key still under a KEK that
+// is no longer given), refuses to start instead of failing an issuance;
+// nothing is written. With a previous KEK it says whether anything still
+// needs it: a key that does not name the current KEK (under the previous
+// one, or sealed before KEK ids) waits for accessd kek-rotate.
+func verifyCAKeys(ctx context.Context, st *store.Store, m *ca.Manager, kek ca.KEK, source string, log *slog.Logger) error {
+	sets, err := st.ListCAKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("ca: %w", err)
+	}
+	pending := 0 // keys not under the current KEK
+	for _, set := range sets {
+		if err := m.Verify(ctx, set.Type, set.Resource); err != nil {
+			if errors.Is(err, ca.ErrKEKMismatch) {
+				err = fmt.Errorf("%w; during a KEK rotation give the old key as ca.previous_kek_file until accessd kek-rotate has run", err)
+			}
+			return fmt.Errorf("ca %s (key-encryption key from %s): %w", caLabel(set), source, err)
+		}
+		for _, k := range set.Keys {
+			if ca.SealedKEKID(k.Sealed) != kek.ID() {
+				pending++
+			}
 		}
 	}
-	log.Info("certificate authority ready", "kek_from", source)
-	return ca.NewAuthority(m, ca.WithForbiddenKubeGroups(cfg.CA.ForbiddenKubeGroups...)), nil
+	if kek.PreviousID() == "" {
+		return nil
+	}
+	if cs, err := st.GetCluster(ctx); err == nil && ca.ClusterKeySealed(cs) && ca.ClusterKeyKEKID(cs) != kek.ID() {
+		pending++
+	}
+	if pending > 0 {
+		log.Info("KEK rotation under way: keys sealed under the previous KEK open; run accessd kek-rotate to re-seal them under the current one", "not_yet_resealed", pending, "kek_id", kek.ID(), "previous_kek_id", kek.PreviousID())
+	} else {
+		log.Info("no key is sealed under the previous KEK any more: remove ca.previous_kek_file once accessd kek-rotate has run", "kek_id", kek.ID(), "previous_kek_id", kek.PreviousID())
+	}
+	return nil
+}
+
+func caLabel(set access.CAKeySet) string {
+	if set.Resource == "" {
+		return set.Type
+	}
+	return set.Type + "/" + set.Resource
 }
 
 func kekGenerateCmd() *cobra.Command {

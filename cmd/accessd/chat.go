@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
 	"github.com/gatehouse-dev/gatehouse/chatops"
 	"github.com/gatehouse-dev/gatehouse/integrations/discord"
@@ -19,6 +21,28 @@ type IdentityConfig struct {
 	// ChatEmailMapping maps chat users by e-mail when no user carries
 	// their platform id.
 	ChatEmailMapping bool `json:"chat_email_mapping"`
+	// LoginAttempts failed password logins of a name within 15 minutes
+	// lock its password logins out for LoginLockout (service/loginlimit.go).
+	// Absent: 5.
+	LoginAttempts *int `json:"login_attempts"`
+	// LoginLockout is a Go duration, 1m to 24h; empty: 15m.
+	LoginLockout string `json:"login_lockout"`
+}
+
+// loginLimit reads identity.login_attempts and identity.login_lockout.
+func (c IdentityConfig) loginLimit() (access.LoginLimit, error) {
+	l := access.LoginLimit{}.WithDefaults()
+	if c.LoginAttempts != nil {
+		l.Attempts = *c.LoginAttempts
+	}
+	if c.LoginLockout != "" {
+		d, err := time.ParseDuration(c.LoginLockout)
+		if err != nil {
+			return l, fmt.Errorf("identity.login_lockout %q: want a Go duration such as 15m", c.LoginLockout)
+		}
+		l.Lockout = d
+	}
+	return l, l.Validate()
 }
 
 // SlackConfig is slack; absent disables Slack.

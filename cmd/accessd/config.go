@@ -34,6 +34,10 @@ type CAConfig struct {
 	// KEKFile holds the key-encryption key of the CA keys; it must live
 	// outside data_dir. GATEHOUSE_KEK overrides it. Neither: no credentials.
 	KEKFile string `json:"kek_file"`
+	// PreviousKEKFile holds the key-encryption key being replaced, during a
+	// KEK rotation only: keys sealed under it still open, new ones are
+	// sealed under kek_file. GATEHOUSE_PREVIOUS_KEK overrides it.
+	PreviousKEKFile string `json:"previous_kek_file"`
 	// SSHAlgorithm of a new SSH CA: ed25519 (default), ecdsa-p256 or rsa-3072.
 	SSHAlgorithm string `json:"ssh_algorithm"`
 	// ForbiddenKubeGroups are never put into a Kubernetes certificate,

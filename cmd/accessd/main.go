@@ -47,7 +47,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(startCmd(), adminIdentityCmd(), versionCmd(), kekGenerateCmd())
+	root.AddCommand(startCmd(), adminIdentityCmd(), versionCmd(), kekGenerateCmd(), kekRotateCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "accessd:", err)
 		os.Exit(1)
@@ -190,6 +190,10 @@ func serviceConfig(cfg Config) (service.Config, error) {
 	if err != nil {
 		return service.Config{}, err
 	}
+	loginLimit, err := cfg.Identity.loginLimit() // chat.go
+	if err != nil {
+		return service.Config{}, err
+	}
 	return service.Config{
 		ClusterName:       cfg.ClusterName,
 		CRLBaseURL:        crlBase,
@@ -197,6 +201,7 @@ func serviceConfig(cfg Config) (service.Config, error) {
 		MaxDuration:       maxDur,
 		FallbackReviewers: access.ReviewerSelector{Roles: cfg.Requests.FallbackReviewers.Roles, Users: cfg.Requests.FallbackReviewers.Users},
 		Chat:              chatChannels(cfg),
+		LoginLimit:        loginLimit,
 	}, nil
 }
 
