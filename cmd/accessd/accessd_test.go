@@ -37,6 +37,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// tempDataDir is a data directory with a short path (the etcd member's
+// unix socket lives in it), removed when the test ends.
+func tempDataDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "gh-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// newKEK makes a key-encryption key file with accessd kek-generate.
+func newKEK(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "gatehouse.kek")
+	if out, err := exec.Command(accessdBin, "kek-generate", f).CombinedOutput(); err != nil {
+		t.Fatalf("kek-generate: %v %s", err, out)
+	}
+	return f
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -104,11 +126,7 @@ func waitReady(t *testing.T, dataDir string) profile.Profile {
 }
 
 func TestFirstStartRestartAndAdminIdentity(t *testing.T) {
-	dataDir, err := os.MkdirTemp("", "gh-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	dataDir := tempDataDir(t)
 	addr := freeAddr(t)
 	d := startDaemon(t, dataDir, addr)
 	p := waitReady(t, dataDir)
@@ -194,11 +212,7 @@ func TestBadConfigIsNamed(t *testing.T) {
 // of the folder is in force within 2 seconds; a change that does not
 // compile is refused and the bundle in force stays.
 func TestPolicyDirIsPushedByTheLeader(t *testing.T) {
-	dataDir, err := os.MkdirTemp("", "gh-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	dataDir := tempDataDir(t)
 	policyDir := t.TempDir()
 	write := func(name, src string) {
 		if err := os.WriteFile(filepath.Join(policyDir, name), []byte(src), 0o644); err != nil {
@@ -248,18 +262,8 @@ func TestPolicyDirIsPushedByTheLeader(t *testing.T) {
 // TestWrongKEKRefusesToStart: a key-encryption key that does not open the
 // stored CA keys stops accessd with a clear error and overwrites nothing.
 func TestWrongKEKRefusesToStart(t *testing.T) {
-	dataDir, err := os.MkdirTemp("", "gh-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
-	keys := t.TempDir()
-	right, wrong := filepath.Join(keys, "right.kek"), filepath.Join(keys, "wrong.kek")
-	for _, f := range []string{right, wrong} {
-		if out, err := exec.Command(accessdBin, "kek-generate", f).CombinedOutput(); err != nil {
-			t.Fatalf("kek-generate: %v %s", err, out)
-		}
-	}
+	dataDir := tempDataDir(t)
+	right, wrong := newKEK(t), newKEK(t)
 	addr := freeAddr(t)
 	d := startDaemon(t, dataDir, addr, "--kek-file", right)
 	p := waitReady(t, dataDir)
@@ -313,18 +317,8 @@ func storedClusterState(t *testing.T, dataDir string) []byte {
 // as start does; a start without the KEK, or with another, is refused and
 // rewrites nothing.
 func TestClusterCAKeySealedUnderKEK(t *testing.T) {
-	dataDir, err := os.MkdirTemp("", "gh-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
-	keys := t.TempDir()
-	right, wrong := filepath.Join(keys, "right.kek"), filepath.Join(keys, "wrong.kek")
-	for _, f := range []string{right, wrong} {
-		if out, err := exec.Command(accessdBin, "kek-generate", f).CombinedOutput(); err != nil {
-			t.Fatalf("kek-generate: %v %s", err, out)
-		}
-	}
+	dataDir := tempDataDir(t)
+	right, wrong := newKEK(t), newKEK(t)
 	addr := freeAddr(t)
 	ctx := context.Background()
 

@@ -37,11 +37,7 @@ func TestChatPlatformsFromConfig(t *testing.T) {
 	t.Cleanup(mm.Close)
 	mmChannel := mm.AddChannel(mm.Team(), "access-requests")
 
-	dataDir, err := os.MkdirTemp("", "gh-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	dataDir := tempDataDir(t)
 	secrets := t.TempDir()
 	tokenFile := filepath.Join(secrets, "slack-bot-token")
 	if err := os.WriteFile(tokenFile, []byte(sl.BotToken+"\n"), 0o600); err != nil {

@@ -18,11 +18,7 @@ import (
 // TestCRLListenServesDesktopCRLs: with crl_listen set, accessd serves the
 // desktop CRLs over plain HTTP, signed by the domain's CA.
 func TestCRLListenServesDesktopCRLs(t *testing.T) {
-	dataDir, err := os.MkdirTemp("", "gh-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	dataDir := tempDataDir(t)
 	kek := filepath.Join(t.TempDir(), "crl.kek")
 	if out, err := exec.Command(accessdBin, "kek-generate", kek).CombinedOutput(); err != nil {
 		t.Fatalf("kek-generate: %v %s", err, out)

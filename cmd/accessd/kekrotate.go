@@ -28,12 +28,9 @@ ca.previous_kek_file = OLD; afterwards remove previous_kek_file and restart
 the replicas one at a time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(config)
+			cfg, err := hostConfig(cmd, config, dataDir)
 			if err != nil {
 				return err
-			}
-			if cmd.Flags().Changed("data-dir") {
-				cfg.DataDir = dataDir
 			}
 			from, err := loadKEKFlag("--old-kek-file", oldFile, cfg.DataDir)
 			if err != nil {

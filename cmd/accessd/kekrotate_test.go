@@ -19,11 +19,7 @@ import (
 // nothing; restarted on NEW alone it serves the same CAs, and the old KEK
 // no longer starts it.
 func TestKEKRotateCommand(t *testing.T) {
-	dataDir, err := os.MkdirTemp("", "gh-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	dataDir := tempDataDir(t)
 	keys := t.TempDir()
 	kek := map[string]string{}
 	ids := map[string]string{}

@@ -446,6 +446,19 @@ func writeAdminIdentity(ctx context.Context, svc *service.Service, serverURL, pa
 	return os.Rename(tmp, path)
 }
 
+// hostConfig is the configuration of a host-side command (admin-identity,
+// kek-rotate): the config file, with --data-dir overriding data_dir.
+func hostConfig(cmd *cobra.Command, config, dataDir string) (Config, error) {
+	cfg, err := loadConfig(config)
+	if err != nil {
+		return cfg, err
+	}
+	if cmd.Flags().Changed("data-dir") {
+		cfg.DataDir = dataDir
+	}
+	return cfg, nil
+}
+
 func adminIdentityCmd() *cobra.Command {
 	var dataDir, out, config, server, kekFile string
 	cmd := &cobra.Command{
@@ -453,12 +466,9 @@ func adminIdentityCmd() *cobra.Command {
 		Short: "Mint a fresh 1-hour admin identity file on this host (needs the data dir)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(config)
+			cfg, err := hostConfig(cmd, config, dataDir)
 			if err != nil {
 				return err
-			}
-			if cmd.Flags().Changed("data-dir") {
-				cfg.DataDir = dataDir
 			}
 			if cmd.Flags().Changed("kek-file") {
 				cfg.CA.KEKFile = kekFile
