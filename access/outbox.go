@@ -19,6 +19,9 @@ type OutboxMessage struct {
 	Title     string    `json:"title,omitempty"`
 	Body      string    `json:"body,omitempty"`
 	Created   time.Time `json:"created"`
+	// Seq orders the messages written by one transaction (same Created):
+	// they are delivered in the order the state change listed them.
+	Seq int `json:"seq,omitempty"`
 	// Delivery state, kept by the worker.
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt"`

@@ -99,18 +99,23 @@ func (s *Service) chatChanged(before access.Request, r *access.Request, now time
 	if !stateChanged && len(newReviews) == 0 {
 		return nil
 	}
+	// Each platform's worker delivers in this order: the card first (what
+	// reviewers look at), then the requester's DM (what they wait for),
+	// then the thread replies.
 	var out []access.OutboxMessage
 	for _, p := range s.cfg.Chat.platforms() {
 		out = append(out, access.OutboxMessage{ID: uuid.NewString(), Platform: p, Kind: OutboxCardUpdate, RequestID: r.ID, Created: now})
+	}
+	if stateChanged {
+		out = append(out, s.chatDMs(r, now)...)
+	}
+	for _, p := range s.cfg.Chat.platforms() {
 		if slices.Contains(s.cfg.Chat.Threads, p) {
 			for _, rv := range newReviews {
 				out = append(out, access.OutboxMessage{ID: uuid.NewString(), Platform: p, Kind: OutboxReview, RequestID: r.ID, Created: now,
 					Body: reviewLine(rv, r)})
 			}
 		}
-	}
-	if stateChanged {
-		out = append(out, s.chatDMs(r, now)...)
 	}
 	return out
 }

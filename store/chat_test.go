@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +142,30 @@ func TestRememberRequestAcrossReplicas(t *testing.T) {
 	}
 	if fresh := must[bool](t)(other.RememberRequest(ctx, "discord:2", until)); !fresh {
 		t.Fatal("another replica refused a new id")
+	}
+}
+
+// The messages of one transaction share their creation time and are
+// listed in the order the transaction wrote them, whatever their ids.
+func TestOutboxKeepsATransactionsOrder(t *testing.T) {
+	s := storetest.Embedded(t)
+	ctx := ctxT(t)
+	now := time.Now().UTC()
+	var msgs []access.OutboxMessage
+	for i, kind := range []string{"card_update", "dm", "review", "review"} {
+		// Ids in reverse of the order written, so key order cannot pass.
+		msgs = append(msgs, access.OutboxMessage{ID: fmt.Sprintf("m%d", 9-i), Platform: "slack", Kind: kind, RequestID: "r1", Created: now})
+	}
+	r := pendingRequest("7f1f1a3e-2c4b-4d2a-9a0e-1d2c3b4a5f60", 1)
+	if _, err := s.CreateRequestFx(ctx, r, access.Effects{Outbox: msgs}); err != nil {
+		t.Fatal(err)
+	}
+	got := must[[]access.OutboxMessage](t)(s.ListOutbox(ctx, "slack"))
+	var order []string
+	for _, m := range got {
+		order = append(order, m.ID)
+	}
+	if strings.Join(order, ",") != "m9,m8,m7,m6" {
+		t.Fatalf("listed %v, want the written order m9,m8,m7,m6", order)
 	}
 }

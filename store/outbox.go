@@ -28,7 +28,8 @@ func (s *Store) effectOps(fx access.Effects) ([]clientv3.Op, error) {
 		return nil, err
 	}
 	now := time.Now().UTC()
-	for _, m := range fx.Outbox {
+	for i, m := range fx.Outbox {
+		m.Seq = i
 		if m.ID == "" {
 			m.ID = uuid.NewString()
 		}
@@ -60,7 +61,14 @@ func (s *Store) ListOutbox(ctx context.Context, platform string) ([]access.Outbo
 		out = append(out, m)
 		return nil
 	})
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	// Oldest first; a transaction's messages in the order it wrote them
+	// (etcd lists them by id, which is random).
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].Seq < out[j].Seq
+	})
 	return out, err
 }
 
