@@ -365,3 +365,39 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A requester without an account on the platform gets no DM there; the
+// outbox records that as skipped, not as delivered.
+func TestDMToUnmappedRequesterIsSkipped(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.c.Apply(`
+kind: user
+version: v1
+metadata: {name: erin}
+spec: {roles: [requester]}
+`)
+	erin, err := w.c.Svc.Caller(ctx, "erin", access.SourceCLI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := w.c.Svc.CreateRequest(ctx, erin, service.CreateRequestInput{Roles: []string{"dba"}, Reason: "ticket #11"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := w.bot.Review(ctx, bobSlack, r.ID, access.VerdictApprove, ""); rep.Error {
+		t.Fatal(rep.Text)
+	}
+	w.deliver(t)
+	events, err := w.c.Store.ListAudit(ctx, access.AuditFilter{RequestID: r.ID, Type: "notify.slack"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[string]string{}
+	for _, e := range events {
+		outcomes[fmt.Sprint(e.Fields["kind"])] = e.Outcome
+	}
+	if outcomes["dm"] != "skipped" || outcomes["card"] != "success" {
+		t.Fatalf("notify outcomes = %v, want the DM skipped and the card delivered", outcomes)
+	}
+}

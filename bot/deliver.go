@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/outbox"
 	"github.com/gatehouse-dev/gatehouse/service"
 )
 
@@ -61,8 +62,11 @@ func (d *Deliverer) Deliver(ctx context.Context, m access.OutboxMessage) error {
 		})
 	case service.OutboxDM:
 		id, err := d.platformID(ctx, m.Target)
-		if err != nil || id == "" {
-			return err // nobody to tell on this platform
+		if err != nil {
+			return err
+		}
+		if id == "" {
+			return fmt.Errorf("%s has no %s: %w", m.Target, TraitKey(d.Platform.Name()), outbox.ErrSkip)
 		}
 		_, err = d.Platform.SendDM(ctx, id, m.Body, &card, post)
 		return err

@@ -28,6 +28,11 @@ const (
 // instead of being retried forever.
 var ErrPermanent = errors.New("permanent delivery failure")
 
+// ErrSkip says a message had nothing to deliver (a DM to a user with no
+// account on the platform): it is removed and audited as skipped, not as
+// delivered.
+var ErrSkip = errors.New("nothing to deliver")
+
 // RetryAfter is implemented by delivery errors that carry the platform's
 // own wait (HTTP 429 Retry-After).
 type RetryAfter interface {
@@ -86,6 +91,14 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 			}
 		}
 		err := w.Deliver(ctx, m)
+		if errors.Is(err, ErrSkip) {
+			ev := access.AuditEvent{Time: now, Type: "notify." + w.Platform, Actor: "system", RequestID: m.RequestID, Outcome: "skipped",
+				Source: "outbox", Message: err.Error(), Fields: map[string]any{"kind": m.Kind, "target": m.Target, "outbox_id": m.ID}}
+			if err := w.Store.DeleteOutbox(ctx, stored, ev); err != nil && !errors.Is(err, access.ErrNotFound) {
+				return delivered, err
+			}
+			continue
+		}
 		if errors.Is(err, ErrPermanent) {
 			w.log().Error("outbox delivery failed for good; dropping the message", "platform", w.Platform, "id", m.ID, "kind", m.Kind, "request", m.RequestID, "err", err)
 			ev := access.AuditEvent{Time: now, Type: "notify." + w.Platform, Actor: "system", RequestID: m.RequestID, Outcome: "failure",
