@@ -71,12 +71,14 @@ type CredentialIssuer interface {
 	IssueApp(ctx context.Context, app, issuer, subject string, roles []string, traits map[string][]string, notBefore, notAfter time.Time) (IssuedCredential, error)
 	// IssueDesktop signs a Windows smartcard-logon certificate (CN =
 	// login, UPN login@domain, the SID extension when sid is set, the CRL
-	// distribution point crlURL) for the key of csrPEM with the domain's
-	// own CA; CAPEM is that CA's bundle (what the NTAuth store trusts).
-	IssueDesktop(ctx context.Context, domain string, csrPEM []byte, login, sid, crlURL string, notBefore, notAfter time.Time) (IssuedCredential, error)
+	// distribution point crlURL(v) for the version v of the key that
+	// signs it) for the key of csrPEM with the domain's own CA; CAPEM is
+	// that CA's bundle (what the NTAuth store trusts).
+	IssueDesktop(ctx context.Context, domain string, csrPEM []byte, login, sid string, crlURL func(version int) string, notBefore, notAfter time.Time) (IssuedCredential, error)
 	// CRL returns a signed, empty X.509 CRL (DER) of a per-resource X.509
-	// CA (desktop: the Windows domain), from its active key.
-	CRL(ctx context.Context, typ, resource string) ([]byte, error)
+	// CA (desktop: the Windows domain), signed by its key of version (0:
+	// the active key); ErrNotFound for a version no longer in the set.
+	CRL(ctx context.Context, typ, resource string, version int) ([]byte, error)
 	// ExportCA returns what targets of a CA must trust: TrustedUserCAKeys
 	// lines (ssh), a PEM bundle (db, kube, desktop: per resource), a JWKS
 	// (app). Public material only.

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +24,7 @@ import (
 type Authority struct {
 	keys          *Manager
 	forbiddenKube []string
+	crls          crlCache // see CRL
 }
 
 var _ access.CredentialIssuer = (*Authority)(nil)
@@ -140,25 +140,25 @@ func jwksOf(keys []access.CAKey) ([]byte, error) {
 }
 
 // x509Signer ensures a per-resource X.509 CA and returns its active key,
-// noted as signing until notAfter, with the key's CA certificate and the
-// bundle targets trust.
-func (a *Authority) x509Signer(ctx context.Context, typ, resource string, notAfter time.Time) (crypto.Signer, *x509.Certificate, string, error) {
+// noted as signing until notAfter, with the key's CA certificate and
+// version and the bundle targets trust.
+func (a *Authority) x509Signer(ctx context.Context, typ, resource string, notAfter time.Time) (signer crypto.Signer, cert *x509.Certificate, version int, bundle string, err error) {
 	if _, err := a.keys.Ensure(ctx, typ, resource); err != nil {
-		return nil, nil, "", fmt.Errorf("%s: %w", caName(typ, resource), err)
+		return nil, nil, 0, "", fmt.Errorf("%s: %w", caName(typ, resource), err)
 	}
 	signer, key, err := a.keys.SignerUntil(ctx, typ, resource, notAfter)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("%s: %w", caName(typ, resource), err)
+		return nil, nil, 0, "", fmt.Errorf("%s: %w", caName(typ, resource), err)
 	}
-	cert, err := KeyCertificate(key)
+	cert, err = KeyCertificate(key)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("%s: %w", caName(typ, resource), err)
+		return nil, nil, 0, "", fmt.Errorf("%s: %w", caName(typ, resource), err)
 	}
 	trusted, err := a.keys.Trusted(ctx, typ, resource)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("%s: %w", caName(typ, resource), err)
+		return nil, nil, 0, "", fmt.Errorf("%s: %w", caName(typ, resource), err)
 	}
-	return signer, cert, ExportPEM(trusted), nil
+	return signer, cert, key.Version, ExportPEM(trusted), nil
 }
 
 // x509Issued describes a signed leaf certificate.
@@ -193,7 +193,7 @@ func (a *Authority) IssueDB(ctx context.Context, database string, csrPEM []byte,
 	if err := CheckCA(access.CATypeDB, database); err != nil {
 		return access.IssuedCredential{}, err
 	}
-	signer, caCert, bundle, err := a.x509Signer(ctx, access.CATypeDB, database, notAfter)
+	signer, caCert, _, bundle, err := a.x509Signer(ctx, access.CATypeDB, database, notAfter)
 	if err != nil {
 		return access.IssuedCredential{}, err
 	}
@@ -222,7 +222,7 @@ func (a *Authority) IssueKube(ctx context.Context, cluster string, csrPEM []byte
 			return access.IssuedCredential{}, fmt.Errorf("%w: Kubernetes group %q bypasses RBAC and is never issued", access.ErrForbidden, g)
 		}
 	}
-	signer, caCert, bundle, err := a.x509Signer(ctx, access.CATypeKube, cluster, notAfter)
+	signer, caCert, _, bundle, err := a.x509Signer(ctx, access.CATypeKube, cluster, notAfter)
 	if err != nil {
 		return access.IssuedCredential{}, err
 	}
@@ -241,8 +241,10 @@ func (a *Authority) IssueKube(ctx context.Context, cluster string, csrPEM []byte
 // IssueDesktop signs a Windows smartcard-logon certificate for the CSR's
 // key with the Windows domain's own CA: CN = login, UPN login@domain,
 // smartcard-logon and clientAuth EKUs, the SID extension when sid is set
-// and the CRL distribution point crlURL (see IssueDesktopCert).
-func (a *Authority) IssueDesktop(ctx context.Context, domain string, csrPEM []byte, login, sid, crlURL string, notBefore, notAfter time.Time) (access.IssuedCredential, error) {
+// and the CRL distribution point crlURL(v), v being the version of the key
+// that signs it, so the certificate names the CRL that key signs (see CRL;
+// IssueDesktopCert).
+func (a *Authority) IssueDesktop(ctx context.Context, domain string, csrPEM []byte, login, sid string, crlURL func(version int) string, notBefore, notAfter time.Time) (access.IssuedCredential, error) {
 	csr, err := ParseCSR(csrPEM)
 	if err != nil {
 		return access.IssuedCredential{}, err
@@ -250,11 +252,14 @@ func (a *Authority) IssueDesktop(ctx context.Context, domain string, csrPEM []by
 	if err := CheckCA(access.CATypeDesktop, domain); err != nil {
 		return access.IssuedCredential{}, err
 	}
-	signer, caCert, bundle, err := a.x509Signer(ctx, access.CATypeDesktop, domain, notAfter)
+	if crlURL == nil {
+		return access.IssuedCredential{}, fmt.Errorf("%w: no CRL distribution point for the desktop certificate", access.ErrInvalid)
+	}
+	signer, caCert, version, bundle, err := a.x509Signer(ctx, access.CATypeDesktop, domain, notAfter)
 	if err != nil {
 		return access.IssuedCredential{}, err
 	}
-	certPEM, err := IssueDesktopCert(signer, caCert, csr.PublicKey, login, domain, sid, crlURL, Validity{NotBefore: notBefore, NotAfter: notAfter})
+	certPEM, err := IssueDesktopCert(signer, caCert, csr.PublicKey, login, domain, sid, crlURL(version), Validity{NotBefore: notBefore, NotAfter: notAfter})
 	if err != nil {
 		return access.IssuedCredential{}, err
 	}
@@ -264,45 +269,6 @@ func (a *Authority) IssueDesktop(ctx context.Context, domain string, csrPEM []by
 	}
 	cred.Principals = []string{login + "@" + domain}
 	return cred, nil
-}
-
-// CRLLifetime is how far ahead a CRL's NextUpdate lies.
-const CRLLifetime = 24 * time.Hour
-
-// CRL returns an empty X.509 CRL (DER) signed by the active key of a
-// per-resource X.509 CA (db, kube, desktop), creating the CA when absent
-// (callers check the resource exists first). Nothing is revoked: Gatehouse
-// credentials are short-lived and end with the grant; the CRL exists
-// because Windows refuses smartcard logon when it cannot fetch one. Its
-// number is the Unix time, so it grows across replicas without state.
-func (a *Authority) CRL(ctx context.Context, typ, resource string) ([]byte, error) {
-	if err := CheckCA(typ, resource); err != nil {
-		return nil, err
-	}
-	if !caHasCert(typ) {
-		return nil, fmt.Errorf("%w: the %s CA is not an X.509 CA and has no CRL", access.ErrInvalid, typ)
-	}
-	if _, err := a.keys.Ensure(ctx, typ, resource); err != nil {
-		return nil, fmt.Errorf("%s: %w", caName(typ, resource), err)
-	}
-	signer, key, err := a.keys.Signer(ctx, typ, resource)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", caName(typ, resource), err)
-	}
-	caCert, err := KeyCertificate(key)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", caName(typ, resource), err)
-	}
-	now := a.keys.now().UTC()
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number:     big.NewInt(now.Unix()),
-		ThisUpdate: now,
-		NextUpdate: now.Add(CRLLifetime),
-	}, caCert, signer)
-	if err != nil {
-		return nil, fmt.Errorf("%s: sign CRL: %w", caName(typ, resource), err)
-	}
-	return der, nil
 }
 
 // IssueApp signs an ES256 JWT for app with the active app key; KeyID is

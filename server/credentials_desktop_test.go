@@ -199,8 +199,9 @@ spec: {roles: [rdp-requester], traits: {logins: [alice], windows_sid: ["` + alic
 	if _, err := asn1.Unmarshal(sidExt[ca.OIDNTDSObjectSID.String()], &sid); err != nil || string(sid) != aliceSID {
 		t.Fatalf("SID extension = %q, %v", sid, err)
 	}
-	// The CRL distribution point is this server's plain-HTTP CRL.
-	wantCRL := base + "/crl/desktop/corp.example.com.crl"
+	// The CRL distribution point is this server's plain-HTTP CRL of the
+	// key that signed it (v1: the domain's CA was just made).
+	wantCRL := base + "/crl/desktop/corp.example.com/v1.crl"
 	if !slices.Equal(cert.CRLDistributionPoints, []string{wantCRL}) {
 		t.Fatalf("CRL distribution points %v, want %s", cert.CRLDistributionPoints, wantCRL)
 	}
@@ -284,7 +285,7 @@ spec: {roles: [rdp-requester], traits: {logins: [alice], windows_sid: ["` + alic
 		t.Fatal(err)
 	}
 	branch := parseCertPEM(t, bc.Certificate)
-	if bc.Resource != "branch.example.com" || !slices.Equal(branch.CRLDistributionPoints, []string{base + "/crl/desktop/branch.example.com.crl"}) {
+	if bc.Resource != "branch.example.com" || !slices.Equal(branch.CRLDistributionPoints, []string{base + "/crl/desktop/branch.example.com/v1.crl"}) {
 		t.Fatalf("branch credential %+v, CRL DP %v", bc, branch.CRLDistributionPoints)
 	}
 	if verifyClient(t, branch, bundle) == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -300,8 +301,17 @@ func (s *Service) issueApp(ctx context.Context, c Caller, r access.Request, gran
 const WindowsSIDTrait = "windows_sid"
 
 // CRLPath is the path, under CRLBaseURL, of the CRL of a CA type and
-// resource (for desktop: the Windows domain).
+// resource (for desktop: the Windows domain) signed by its active key.
+// Certificates issued before CRLs were per key version name it.
 func CRLPath(typ, resource string) string { return "/crl/" + typ + "/" + resource + ".crl" }
+
+// CRLVersionPath is the path, under CRLBaseURL, of the CRL signed by key
+// version of a CA type and resource: /crl/desktop/DOMAIN/v2.crl. Desktop
+// certificates name the one of the key that signed them, since Windows
+// takes only a CRL with their issuer's name and key identifier.
+func CRLVersionPath(typ, resource string, version int) string {
+	return "/crl/" + typ + "/" + resource + "/v" + strconv.Itoa(version) + ".crl"
+}
 
 func (s *Service) issueDesktop(ctx context.Context, c Caller, r access.Request, granted access.RoleSet, nb, na time.Time, in CredentialInput) (access.IssuedCredential, error) {
 	if s.cfg.CRLBaseURL == "" {
@@ -336,15 +346,17 @@ func (s *Service) issueDesktop(ctx context.Context, c Caller, r access.Request, 
 	if v := c.User.Spec.Traits[WindowsSIDTrait]; len(v) > 0 {
 		sid = v[0]
 	}
-	crlURL := strings.TrimRight(s.cfg.CRLBaseURL, "/") + CRLPath(access.CATypeDesktop, res.Spec.Domain)
-	return s.issuer.IssueDesktop(ctx, res.Spec.Domain, in.CSR, in.Login, sid, crlURL, nb, na)
+	base, domain := strings.TrimRight(s.cfg.CRLBaseURL, "/"), res.Spec.Domain
+	crlURL := func(version int) string { return base + CRLVersionPath(access.CATypeDesktop, domain, version) }
+	return s.issuer.IssueDesktop(ctx, domain, in.CSR, in.Login, sid, crlURL, nb, na)
 }
 
 // CRL returns the signed (empty) CRL, DER, of a Windows domain's desktop
-// CA. Only domains some windows_desktop resource is in have one, so
-// anonymous callers cannot make the server create CAs for names of their
-// choosing.
-func (s *Service) CRL(ctx context.Context, typ, resource string) ([]byte, error) {
+// CA, signed by its key of version (0: the active key); a version no
+// longer in the CA's key set is ErrNotFound. Only domains some
+// windows_desktop resource is in have one, so anonymous callers cannot
+// make the server create CAs for names of their choosing.
+func (s *Service) CRL(ctx context.Context, typ, resource string, version int) ([]byte, error) {
 	if s.issuer == nil {
 		return nil, fmt.Errorf("%w: this server has no certificate authority configured", access.ErrNotFound)
 	}
@@ -357,7 +369,7 @@ func (s *Service) CRL(ctx context.Context, typ, resource string) ([]byte, error)
 	if err := s.requireDesktopDomain(ctx, resource); err != nil {
 		return nil, err
 	}
-	return s.issuer.CRL(ctx, typ, resource)
+	return s.issuer.CRL(ctx, typ, resource, version)
 }
 
 // ExportCA returns what targets must trust for a CA type (public):
@@ -402,7 +414,21 @@ func (s *Service) ExportCA(ctx context.Context, typ, resource string) (string, e
 }
 
 // requireDesktopDomain checks some windows_desktop resource is in domain.
+// The anonymous CRL endpoint calls it on every fetch, so it asks the
+// in-memory index (no etcd read) once the index is loaded.
 func (s *Service) requireDesktopDomain(ctx context.Context, domain string) error {
+	if s.index != nil {
+		select {
+		case <-s.index.Ready():
+			found := s.index.Search(inventory.Query{Kind: access.KindWindowsDesktop, Limit: 1,
+				Allow: func(r access.Resource) bool { return r.Spec.Domain == domain }})
+			if len(found) == 0 {
+				return fmt.Errorf("%w: no windows_desktop resource in domain %q", access.ErrNotFound, domain)
+			}
+			return nil
+		default: // still loading: ask etcd
+		}
+	}
 	all, _, err := s.store.ListResources(ctx)
 	if err != nil {
 		return err

@@ -421,7 +421,7 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 	}()
 	if crlLn != nil {
 		go serveCRL(ctx, crlLn, server.CRLHandler(svc), log)
-		log.Info("serving desktop CRLs over plain HTTP", "listen", crlLn.Addr().String(), "url", scfg.CRLBaseURL+"/crl/desktop/DOMAIN.crl")
+		log.Info("serving desktop CRLs over plain HTTP", "listen", crlLn.Addr().String(), "url", scfg.CRLBaseURL+"/crl/desktop/DOMAIN/vN.crl")
 	}
 	log.Info("accessd serving", "url", serverURL(cfg), "cluster", cfg.ClusterName, "ca_pin", ca.Pin())
 	if demoDir != "" {
