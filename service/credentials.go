@@ -422,10 +422,11 @@ func (s *Service) requireDesktopDomain(ctx context.Context, domain string) error
 		case <-s.index.Ready():
 			found := s.index.Search(inventory.Query{Kind: access.KindWindowsDesktop, Limit: 1,
 				Allow: func(r access.Resource) bool { return r.Spec.Domain == domain }})
-			if len(found) == 0 {
-				return fmt.Errorf("%w: no windows_desktop resource in domain %q", access.ErrNotFound, domain)
+			if len(found) > 0 {
+				return nil
 			}
-			return nil
+			// The index follows etcd through a watch and may not have
+			// seen a desktop created a moment ago: a miss asks etcd.
 		default: // still loading: ask etcd
 		}
 	}
