@@ -54,6 +54,28 @@ type ReplayCache struct {
 	scope    string
 }
 
+// NewSharedReplayCache is NewReplayCache(0) that, when shared is not nil,
+// also records ids in shared under scope (see Share): what every adapter
+// with a replicated deployment wants.
+func NewSharedReplayCache(shared SharedReplays, scope string) *ReplayCache {
+	c := NewReplayCache(0)
+	if shared != nil {
+		c.Share(shared, scope)
+	}
+	return c
+}
+
+// ReplayUntil is how long to remember a request signed at signed: until
+// its signature goes stale (signed+window), and at least window from now,
+// so a timestamp in the future leaves no gap.
+func ReplayUntil(now, signed time.Time, window time.Duration) time.Time {
+	until := now.Add(window)
+	if t := signed.Add(window); t.After(until) {
+		until = t
+	}
+	return until
+}
+
 // Share makes Check consult shared as well, with ids prefixed by scope
 // (the platform), after the local check. Call it before use.
 func (c *ReplayCache) Share(shared SharedReplays, scope string) {

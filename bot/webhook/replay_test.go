@@ -142,3 +142,20 @@ func TestCheckSharesIDsAcrossReplicas(t *testing.T) {
 		t.Fatalf("unreachable shared store: %v", err)
 	}
 }
+
+func TestReplayUntil(t *testing.T) {
+	now := time.Unix(1_760_000_000, 0)
+	for _, tc := range []struct {
+		name   string
+		signed time.Time
+		want   time.Time
+	}{
+		{"signed now", now, now.Add(window)},
+		{"signed in the past", now.Add(-time.Minute), now.Add(window)},
+		{"signed in the future", now.Add(time.Minute), now.Add(time.Minute + window)},
+	} {
+		if got := ReplayUntil(now, tc.signed, window); !got.Equal(tc.want) {
+			t.Errorf("%s: ReplayUntil = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

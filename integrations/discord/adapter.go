@@ -89,7 +89,7 @@ func New(cfg Config, h bot.Handler, log *slog.Logger) (*Adapter, error) {
 		handler:    h,
 		log:        log.With("platform", bot.Discord),
 		rest:       newRESTClient(cfg),
-		seen:       replayCache(cfg.Replays),
+		seen:       webhook.NewSharedReplayCache(cfg.Replays, "discord"),
 		workers:    webhook.NewWorkers(maxInFlight),
 		base:       base,
 		cancel:     cancel,
@@ -426,14 +426,4 @@ func writeJSON(w http.ResponseWriter, v any) {
 func firstWord(s string) string {
 	w, _, _ := strings.Cut(s, " ")
 	return w
-}
-
-// replayCache is the adapter's cache of interaction ids, shared with the
-// other replicas through shared when set.
-func replayCache(shared webhook.SharedReplays) *webhook.ReplayCache {
-	c := webhook.NewReplayCache(0)
-	if shared != nil {
-		c.Share(shared, "discord")
-	}
-	return c
 }

@@ -125,11 +125,7 @@ func VerifyInteraction(r *http.Request, publicKey ed25519.PublicKey, now time.Ti
 	// least MaxSkew from now): a replay after that is refused as ErrStale.
 	// Expiring at now+MaxSkew alone would leave a gap for a timestamp up to
 	// MaxSkew in the future.
-	until := now.Add(MaxSkew)
-	if t := signedAt.Add(MaxSkew); t.After(until) {
-		until = t
-	}
-	if err := seen.Check(r.Context(), head.ID, now, until); err != nil {
+	if err := seen.Check(r.Context(), head.ID, now, webhook.ReplayUntil(now, signedAt, MaxSkew)); err != nil {
 		return nil, fmt.Errorf("discord: interaction: %w", err)
 	}
 	return body, nil

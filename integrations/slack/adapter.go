@@ -79,7 +79,7 @@ func New(cfg Config, h bot.Handler, log *slog.Logger) (*Adapter, error) {
 		h:       h,
 		log:     log,
 		api:     slackgo.New(cfg.BotToken, slackgo.OptionAPIURL(cfg.APIURL), slackgo.OptionHTTPClient(&http.Client{Timeout: apiTimeout})),
-		replays: replayCache(cfg.Replays),
+		replays: webhook.NewSharedReplayCache(cfg.Replays, "slack"),
 		workers: webhook.NewWorkers(maxInflight),
 		emails:  make(map[string]cachedEmail),
 	}, nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/bot"
+	"github.com/gatehouse-dev/gatehouse/bot/webhook"
 )
 
 // Inbound routes, as the Slack app's settings (deploy/slack/manifest.yaml)
@@ -86,12 +87,9 @@ func (a *Adapter) verify(w http.ResponseWriter, r *http.Request) bool {
 	}
 	// Remember the signature until its timestamp goes stale; VerifyRequest
 	// refuses it from then on.
-	until := now.Add(MaxSkew)
-	if ts, err := strconv.ParseInt(r.Header.Get(headerTimestamp), 10, 64); err == nil {
-		if t := time.Unix(ts, 0).Add(MaxSkew); t.After(until) {
-			until = t
-		}
-	}
+	// VerifyRequest has parsed the timestamp already; it cannot fail here.
+	ts, _ := strconv.ParseInt(r.Header.Get(headerTimestamp), 10, 64)
+	until := webhook.ReplayUntil(now, time.Unix(ts, 0), MaxSkew)
 	if err := a.replays.Check(r.Context(), "sig:"+r.Header.Get(headerSignature), now, until); err != nil {
 		err = fmt.Errorf("slack: %w", err)
 		a.log.Warn("refused a replayed Slack request", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)

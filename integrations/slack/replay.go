@@ -25,13 +25,3 @@ func replayStatus(err error) int {
 	}
 	return http.StatusConflict
 }
-
-// replayCache is the adapter's cache, shared with the other replicas
-// through shared when set.
-func replayCache(shared webhook.SharedReplays) *webhook.ReplayCache {
-	c := webhook.NewReplayCache(0)
-	if shared != nil {
-		c.Share(shared, "slack")
-	}
-	return c
-}
