@@ -28,21 +28,28 @@ var _ access.PolicyEngine = (*Live)(nil)
 // pushed later until ctx ends.
 func Follow(ctx context.Context, st access.PolicyStore, e *Engine, log *slog.Logger) (*Live, error) {
 	l := &Live{engine: e, log: log}
+	// Watch first, then read: a bundle pushed between the two arrives on
+	// the watch, where reading first could miss it for good.
+	wctx, cancel := context.WithCancel(ctx)
+	watch := st.WatchPolicyBundle(wctx, 0)
 	stored, err := st.GetPolicyBundle(ctx)
-	var from int64
+	var loaded int64
 	switch {
 	case errors.Is(err, access.ErrNotFound):
 		log.Info("no policy bundle pushed; the built-in bundle is in force")
 	case err != nil:
+		cancel()
 		return nil, fmt.Errorf("read policy bundle: %w", err)
 	default:
 		l.load(stored)
-		from = stored.Revision
+		loaded = stored.Revision
 	}
-	watch := st.WatchPolicyBundle(ctx, from)
 	go func() {
+		defer cancel()
 		for b := range watch {
-			l.load(b)
+			if b.Revision > loaded {
+				l.load(b)
+			}
 		}
 	}()
 	return l, nil

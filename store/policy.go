@@ -48,6 +48,7 @@ func (s *Store) WatchPolicyBundle(ctx context.Context, fromRev int64) <-chan acc
 			return false
 		}
 	}
+	fromRev = s.fromNow(ctx, s.key(keyPolicy), fromRev)
 	go func() {
 		defer close(out)
 		s.watchPrefix(ctx, "policy bundle", s.key(keyPolicy), fromRev,

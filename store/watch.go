@@ -22,6 +22,22 @@ const (
 	watchBackoffMax = 5 * time.Second
 )
 
+// fromNow turns fromRev 0 ("from now") into the store's revision at the
+// call, so that a write made after the Watch call returns is never missed
+// while the stream is still being set up. If etcd cannot say, 0 stays and
+// the watch starts from whenever its stream is created.
+func (s *Store) fromNow(ctx context.Context, prefix string, fromRev int64) int64 {
+	if fromRev != 0 {
+		return fromRev
+	}
+	resp, err := s.get(ctx, "watch: read current revision", prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		s.log.Warn("watch from now: starting from the stream's creation instead", "err", err)
+		return 0
+	}
+	return resp.Header.Revision
+}
+
 // WatchRequests implements access.RequestStore.
 func (s *Store) WatchRequests(ctx context.Context, fromRev int64) <-chan access.RequestEvent {
 	out := make(chan access.RequestEvent, watchBuffer)
@@ -34,6 +50,7 @@ func (s *Store) WatchRequests(ctx context.Context, fromRev int64) <-chan access.
 		}
 	}
 	prefix := s.key(keyRequests)
+	fromRev = s.fromNow(ctx, prefix, fromRev)
 	go func() {
 		defer close(out)
 		s.watchPrefix(ctx, "requests", prefix, fromRev,
@@ -89,6 +106,7 @@ func (s *Store) WatchResources(ctx context.Context, fromRev int64) <-chan access
 		r.Metadata.Revision = kv.ModRevision
 		return r, err
 	}
+	fromRev = s.fromNow(ctx, prefix, fromRev)
 	go func() {
 		defer close(out)
 		s.watchPrefix(ctx, "resources", prefix, fromRev,
