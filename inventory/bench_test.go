@@ -81,12 +81,28 @@ func benchQueries() []struct {
 	}
 }
 
+// BenchmarkSearch measures searches over an index loaded by a reset (as
+// after a start: entries laid out in name order in one slab) and, at
+// 100,000, over the same resources put one by one (as after long churn:
+// every entry its own allocation, spread over the heap).
 func BenchmarkSearch(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
+	for _, load := range []struct {
+		name  string
+		n     int
+		byPut bool
+	}{{"10k", 10_000, false}, {"100k", 100_000, false}, {"100k-puts", 100_000, true}} {
 		ix := New()
-		ix.Apply(reset(1, genResources(n, access.KindNode, 42)...))
+		list := genResources(load.n, access.KindNode, 42)
+		if load.byPut {
+			ix.Apply(reset(1))
+			for i, r := range list {
+				ix.Apply(put(r, int64(i+2)))
+			}
+		} else {
+			ix.Apply(reset(1, list...))
+		}
 		for _, bq := range benchQueries() {
-			b.Run(fmt.Sprintf("%dk/%s", n/1000, bq.name), func(b *testing.B) {
+			b.Run(load.name+"/"+bq.name, func(b *testing.B) {
 				b.ReportAllocs()
 				results := 0
 				for b.Loop() {

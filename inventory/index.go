@@ -13,6 +13,7 @@ package inventory
 import (
 	"cmp"
 	"maps"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -24,12 +25,14 @@ import (
 
 // Chunk sizes. Each kind keeps its entries sorted by name in a list of
 // chunks rather than one slice, so that copy-on-write of a single put or
-// delete copies one chunk and the chunk list (a few KB at 100,000
-// resources) instead of the whole kind (800 KB of pointers), while a search
-// still walks contiguous, name-ordered slices.
+// delete copies one chunk and the chunk list (some 20 KB at 100,000
+// resources) instead of the whole kind (8 MB of pointers and signatures),
+// while a search still walks contiguous, name-ordered arrays.
 const (
-	// maxChunk is the size past which a chunk splits in two.
-	maxChunk = 512
+	// maxChunk is the size past which a chunk splits in two. A chunk holds
+	// 80 bytes per entry (pointer and signatures): 256 keeps the copy a put
+	// makes near 15 KB.
+	maxChunk = 256
 	// fillChunk is how full Reset and splits leave chunks, so that the next
 	// inserts do not split at once.
 	fillChunk = maxChunk / 2
@@ -45,10 +48,6 @@ const sep = '\x00'
 // entry is one indexed resource. Entries are immutable once published: a put
 // makes a new entry, which is what lets searches run without locks.
 type entry struct {
-	// The signatures come first: they are all most searches read of most
-	// entries (see filter.go).
-	grams    grams  // byte pairs of hay
-	labelSig uint64 // label pairs
 	// hay is the lowercased searchable text (name, hostname, addr, uri,
 	// public_addr, description, label keys and values), computed once here so
 	// that a search does no per-resource lowercasing or allocation.
@@ -56,19 +55,104 @@ type entry struct {
 	res access.Resource // private copy; its Labels map is never written
 }
 
-// sign computes the prefilter signatures from hay and the labels.
-func (e *entry) sign() {
-	e.grams.add(e.hay)
-	e.labelSig = labelSig(e.res.Metadata.Labels)
+// sig is what the prefilters know of an entry (see filter.go).
+type sig struct {
+	labels uint64 // label pairs
+	grams  grams  // byte pairs of hay
+}
+
+// sign computes e's prefilter signatures from its hay and labels.
+func (e *entry) sign() sig {
+	s := sig{labels: labelSig(e.res.Metadata.Labels)}
+	s.grams.add(e.hay)
+	return s
 }
 
 func (e *entry) name() string { return e.res.Metadata.Name }
+
+// chunk is a run of entries in name order with their signatures beside them
+// in flat arrays: labels[i] is the label signature of entries[i], and
+// grams[w][i] is word w of its bigram signature. A search reads signatures
+// of every entry but the entries themselves only of the few that pass, so
+// keeping the signatures contiguous makes the scan a sequential read rather
+// than a cache miss per resource. Storing the bigram words by column lets a
+// words search read the one or two columns that reject most entries (8 or
+// 16 bytes per resource) instead of all 64 bytes of every signature; the
+// scan is bound by memory bandwidth, so that is what it costs.
+type chunk struct {
+	entries []*entry
+	labels  []uint64
+	grams   [gramWords][]uint64
+}
+
+// len is nil-safe: a missing neighbour has no entries.
+func (c *chunk) len() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.entries)
+}
+
+// makeChunk returns an empty chunk with room for n entries. The gram
+// columns share one array.
+func makeChunk(n int) *chunk {
+	c := &chunk{entries: make([]*entry, 0, n), labels: make([]uint64, 0, n)}
+	cols := make([]uint64, gramWords*n)
+	for w := range c.grams {
+		c.grams[w] = cols[w*n : w*n : (w+1)*n]
+	}
+	return c
+}
+
+// appendRange appends src's entries [lo:hi) and their signatures.
+func (c *chunk) appendRange(src *chunk, lo, hi int) {
+	c.entries = append(c.entries, src.entries[lo:hi]...)
+	c.labels = append(c.labels, src.labels[lo:hi]...)
+	for w := range c.grams {
+		c.grams[w] = append(c.grams[w], src.grams[w][lo:hi]...)
+	}
+}
+
+func (c *chunk) appendEntry(e *entry, s *sig) {
+	c.entries = append(c.entries, e)
+	c.labels = append(c.labels, s.labels)
+	for w := range c.grams {
+		c.grams[w] = append(c.grams[w], s.grams[w])
+	}
+}
+
+// set replaces entry i and its signatures.
+func (c *chunk) set(i int, e *entry, s *sig) {
+	c.entries[i], c.labels[i] = e, s.labels
+	for w := range c.grams {
+		c.grams[w][i] = s.grams[w]
+	}
+}
+
+// slice returns c[lo:hi] with full slice expressions, so that appending to
+// one part can never write into another.
+func (c *chunk) slice(lo, hi int) *chunk {
+	out := &chunk{entries: c.entries[lo:hi:hi], labels: c.labels[lo:hi:hi]}
+	for w := range c.grams {
+		out.grams[w] = c.grams[w][lo:hi:hi]
+	}
+	return out
+}
+
+// gramsOf returns the bigram signature of entry i.
+func (c *chunk) gramsOf(i int) grams {
+	var g grams
+	for w := range g {
+		g[w] = c.grams[w][i]
+	}
+	return g
+}
 
 // kindSet holds the resources of one kind. It is immutable once published.
 type kindSet struct {
 	// chunks are non-empty and sorted by name, and every name in chunks[i]
 	// sorts before every name in chunks[i+1].
-	chunks [][]*entry
+	chunks []*chunk
 	n      int
 }
 
@@ -186,14 +270,14 @@ func (s *snapshot) with(kind string, ks *kindSet, delta int, rev int64) *snapsho
 func (ks *kindSet) find(name string) (ci, pos int, found bool) {
 	// The first chunk whose last name is >= name; past the end, the name
 	// sorts after everything and belongs at the end of the last chunk.
-	ci, _ = slices.BinarySearchFunc(ks.chunks, name, func(c []*entry, name string) int {
-		return strings.Compare(c[len(c)-1].name(), name)
+	ci, _ = slices.BinarySearchFunc(ks.chunks, name, func(c *chunk, name string) int {
+		return strings.Compare(c.entries[len(c.entries)-1].name(), name)
 	})
 	if ci == len(ks.chunks) {
 		ci--
-		return ci, len(ks.chunks[ci]), false
+		return ci, ks.chunks[ci].len(), false
 	}
-	pos, found = slices.BinarySearchFunc(ks.chunks[ci], name, func(e *entry, name string) int {
+	pos, found = slices.BinarySearchFunc(ks.chunks[ci].entries, name, func(e *entry, name string) int {
 		return strings.Compare(e.name(), name)
 	})
 	return ci, pos, found
@@ -202,27 +286,34 @@ func (ks *kindSet) find(name string) (ci, pos int, found bool) {
 // put returns a new kindSet with e inserted or replacing the entry of the
 // same name, and how much the count grew (0 or 1). ks may be nil.
 func (ks *kindSet) put(e *entry) (*kindSet, int) {
+	sg := e.sign()
 	if ks == nil || len(ks.chunks) == 0 {
-		return &kindSet{chunks: [][]*entry{{e}}, n: 1}, 1
+		c := makeChunk(1)
+		c.appendEntry(e, &sg)
+		return &kindSet{chunks: []*chunk{c}, n: 1}, 1
 	}
 	ci, pos, found := ks.find(e.name())
 	old := ks.chunks[ci]
 	if found {
-		c := slices.Clone(old)
-		c[pos] = e
+		c := makeChunk(old.len())
+		c.appendRange(old, 0, old.len())
+		c.set(pos, e, &sg)
 		return &kindSet{chunks: replaceChunks(ks.chunks, ci, ci+1, c), n: ks.n}, 0
 	}
-	c := make([]*entry, 0, len(old)+1)
-	c = append(c, old[:pos]...)
-	c = append(c, e)
-	c = append(c, old[pos:]...)
-	if len(c) <= maxChunk {
+	c := makeChunk(old.len() + 1)
+	c.appendRange(old, 0, pos)
+	c.appendEntry(e, &sg)
+	c.appendRange(old, pos, old.len())
+	if c.len() <= maxChunk {
 		return &kindSet{chunks: replaceChunks(ks.chunks, ci, ci+1, c), n: ks.n + 1}, 1
 	}
-	half := len(c) / 2
-	// Full slice expressions so that appending to the left half can never
-	// write into the right half's backing array.
-	return &kindSet{chunks: replaceChunks(ks.chunks, ci, ci+1, c[:half:half], c[half:]), n: ks.n + 1}, 1
+	// Split into two chunks of their own rather than two halves of c: the
+	// half not written next would otherwise keep all of c alive.
+	half := c.len() / 2
+	left, right := makeChunk(half), makeChunk(c.len()-half)
+	left.appendRange(c, 0, half)
+	right.appendRange(c, half, c.len())
+	return &kindSet{chunks: replaceChunks(ks.chunks, ci, ci+1, left, right), n: ks.n + 1}, 1
 }
 
 // del returns a new kindSet without name (nil once the kind is empty), and
@@ -239,38 +330,53 @@ func (ks *kindSet) del(name string) (*kindSet, bool) {
 		return nil, true
 	}
 	old := ks.chunks[ci]
-	if len(old) == 1 {
+	if old.len() == 1 {
 		return &kindSet{chunks: replaceChunks(ks.chunks, ci, ci+1), n: ks.n - 1}, true
 	}
-	c := make([]*entry, 0, len(old)-1)
-	c = append(c, old[:pos]...)
-	c = append(c, old[pos+1:]...)
 	lo, hi := ci, ci+1
-	if len(c) < mergeBelow {
-		// Merge with the smaller neighbour if the result still fits.
-		var left, right []*entry
-		if ci > 0 {
-			left = ks.chunks[ci-1]
-		}
-		if ci+1 < len(ks.chunks) {
-			right = ks.chunks[ci+1]
-		}
+	// Merge with the smaller neighbour if the result still fits.
+	var left, right *chunk
+	if ci > 0 {
+		left = ks.chunks[ci-1]
+	}
+	if ci+1 < len(ks.chunks) {
+		right = ks.chunks[ci+1]
+	}
+	size := old.len() - 1
+	mergeRight, mergeLeft := false, false
+	if size < mergeBelow {
 		switch {
-		case right != nil && (left == nil || len(right) <= len(left)) && len(c)+len(right) <= maxChunk:
-			c = slices.Concat(c, right)
-			hi++
-		case left != nil && len(c)+len(left) <= maxChunk:
-			c = slices.Concat(left, c)
-			lo--
+		case right.len() > 0 && (left.len() == 0 || right.len() <= left.len()) && size+right.len() <= maxChunk:
+			mergeRight = true
+		case left.len() > 0 && size+left.len() <= maxChunk:
+			mergeLeft = true
 		}
+	}
+	n := size
+	if mergeRight {
+		n += right.len()
+	}
+	if mergeLeft {
+		n += left.len()
+	}
+	c := makeChunk(n)
+	if mergeLeft {
+		c.appendRange(left, 0, left.len())
+		lo--
+	}
+	c.appendRange(old, 0, pos)
+	c.appendRange(old, pos+1, old.len())
+	if mergeRight {
+		c.appendRange(right, 0, right.len())
+		hi++
 	}
 	return &kindSet{chunks: replaceChunks(ks.chunks, lo, hi, c), n: ks.n - 1}, true
 }
 
 // replaceChunks returns a new chunk list: chunks with [lo:hi) replaced by
 // repl. It never writes to chunks, which a published snapshot may share.
-func replaceChunks(chunks [][]*entry, lo, hi int, repl ...[]*entry) [][]*entry {
-	out := make([][]*entry, 0, len(chunks)-(hi-lo)+len(repl))
+func replaceChunks(chunks []*chunk, lo, hi int, repl ...*chunk) []*chunk {
+	out := make([]*chunk, 0, len(chunks)-(hi-lo)+len(repl))
 	out = append(out, chunks[:lo]...)
 	out = append(out, repl...)
 	return append(out, chunks[hi:]...)
@@ -280,9 +386,7 @@ func replaceChunks(chunks [][]*entry, lo, hi int, repl ...[]*entry) [][]*entry {
 // changing) and computes its haystack.
 func newEntry(r access.Resource) *entry {
 	r.Metadata.Labels = maps.Clone(r.Metadata.Labels)
-	e := &entry{res: r, hay: string(appendHay(nil, &r))}
-	e.sign()
-	return e
+	return &entry{res: r, hay: string(appendHay(nil, &r))}
 }
 
 // buildSnapshot builds a whole index from a full list.
@@ -359,18 +463,18 @@ func buildSnapshot(list []access.Resource, rev int64) *snapshot {
 			a.add(&e.hay)
 		}
 		a.flush()
-		for i := range slab {
-			slab[i].sign()
-		}
 
-		ks := &kindSet{n: len(slab), chunks: make([][]*entry, 0, (len(slab)+fillChunk-1)/fillChunk)}
-		ptrs := make([]*entry, len(slab))
+		// One array each for the kind's entry pointers and signatures,
+		// cut into chunks. (Like the slab, they stay alive until the last
+		// chunk cut from them is replaced.)
+		all := makeChunk(len(slab))
 		for i := range slab {
-			ptrs[i] = &slab[i]
+			sg := slab[i].sign()
+			all.appendEntry(&slab[i], &sg)
 		}
-		for lo := 0; lo < len(ptrs); lo += fillChunk {
-			hi := min(lo+fillChunk, len(ptrs))
-			ks.chunks = append(ks.chunks, ptrs[lo:hi:hi])
+		ks := &kindSet{n: len(slab), chunks: make([]*chunk, 0, (len(slab)+fillChunk-1)/fillChunk)}
+		for lo := 0; lo < len(slab); lo += fillChunk {
+			ks.chunks = append(ks.chunks, all.slice(lo, min(lo+fillChunk, len(slab))))
 		}
 		s.kinds[kind] = ks
 		s.n += ks.n
@@ -484,10 +588,35 @@ type label struct{ k, v string }
 // results are deep copies the caller may keep and modify. It returns an
 // empty, non-nil slice when nothing matches, so that JSON encodes [].
 func (ix *Index) Search(q Query) []access.Resource {
-	out := []access.Resource{}
+	hits := ix.match(q)
+	out := make([]access.Resource, len(hits))
+	for i, e := range hits {
+		out[i] = e.res
+		out[i].Metadata.Labels = maps.Clone(e.res.Metadata.Labels)
+	}
+	return out
+}
+
+// SearchShared is Search without the copies: it returns the index's own
+// resources, labels maps included. They never change (a put replaces an
+// entry rather than writing to it), so the caller may keep them, but it must
+// never modify them, and every later search would see the change if it
+// did. It is for answers that are only read, such as the JSON of GET
+// /v1/search, where copying 1,000 labels maps cost more than finding them.
+func (ix *Index) SearchShared(q Query) []*access.Resource {
+	hits := ix.match(q)
+	out := make([]*access.Resource, len(hits))
+	for i, e := range hits {
+		out[i] = &e.res
+	}
+	return out
+}
+
+// match returns the entries that match q, in name order.
+func (ix *Index) match(q Query) []*entry {
 	ks := ix.cur.Load().kinds[q.Kind]
 	if ks == nil {
-		return out
+		return nil
 	}
 	// Everything per query is prepared here so the loop below does no
 	// allocation, no lowercasing and no map iteration per resource.
@@ -501,7 +630,7 @@ func (ix *Index) Search(q Query) []access.Resource {
 			// The separator marks field boundaries in the haystack, so such
 			// a word could match across two fields. No sensible search
 			// contains a NUL byte: it matches nothing.
-			return out
+			return nil
 		}
 		words = append(words, strings.ToLower(w))
 	}
@@ -509,26 +638,53 @@ func (ix *Index) Search(q Query) []access.Resource {
 	for _, w := range words {
 		wantGrams.add(w)
 	}
+	// The words of the signature to check, fullest first: the more bits a
+	// word needs, the likelier it rejects an entry without the others
+	// being read.
+	type gramWord struct {
+		w    int
+		bits uint64
+	}
+	var checks [gramWords]gramWord
+	nchecks := 0
+	for w, word := range wantGrams {
+		if word != 0 {
+			checks[nchecks] = gramWord{w, word}
+			nchecks++
+		}
+	}
+	slices.SortFunc(checks[:nchecks], func(a, b gramWord) int {
+		return cmp.Compare(bits.OnesCount64(b.bits), bits.OnesCount64(a.bits))
+	})
 	labels := make([]label, 0, len(q.Labels))
 	var wantLabels uint64
 	for k, v := range q.Labels {
 		labels = append(labels, label{k, v})
-		wantLabels |= labelBit(k, v)
+		wantLabels |= labelBits(k, v)
 	}
 	// Longer words first: they are the likelier to fail, which ends the
 	// check for that resource sooner.
 	slices.SortFunc(words, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
 
-	// Collect matches as pointers first and copy them afterwards: growing a
-	// slice of 8-byte pointers is far cheaper than growing one of whole
-	// resources, and the result is then allocated once at its exact size.
+	// Collect matches as pointers: growing a slice of 8-byte pointers is far
+	// cheaper than growing one of whole resources, and Search then allocates
+	// its copies once at their exact size.
 	var hits []*entry
 scan:
 	for _, c := range ks.chunks {
-		for _, e := range c {
-			if e.labelSig&wantLabels != wantLabels || !e.grams.covers(&wantGrams) {
+		labelSigs := c.labels
+		entries := c.entries[:len(labelSigs)]
+	entry:
+		for i, ls := range labelSigs {
+			if ls&wantLabels != wantLabels {
 				continue
 			}
+			for _, g := range checks[:nchecks] {
+				if c.grams[g.w][i]&g.bits != g.bits {
+					continue entry
+				}
+			}
+			e := entries[i]
 			if !hasLabels(e.res.Metadata.Labels, labels) || !hasWords(e.hay, words) {
 				continue
 			}
@@ -541,15 +697,7 @@ scan:
 			}
 		}
 	}
-	if len(hits) == 0 {
-		return out
-	}
-	out = make([]access.Resource, len(hits))
-	for i, e := range hits {
-		out[i] = e.res
-		out[i].Metadata.Labels = maps.Clone(e.res.Metadata.Labels)
-	}
-	return out
+	return hits
 }
 
 func hasLabels(have map[string]string, want []label) bool {

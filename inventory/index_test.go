@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -277,6 +278,31 @@ func TestAllowSeesEachCandidateOnce(t *testing.T) {
 	}
 }
 
+// TestSearchShared: SearchShared answers what Search answers, without
+// copying: the same resource twice is the same memory, and nothing found
+// is an empty slice, not nil (JSON []).
+func TestSearchShared(t *testing.T) {
+	ix := searchFixture()
+	q := Query{Kind: access.KindNode, Labels: map[string]string{"env": "staging"}}
+	copies, shared := ix.Search(q), ix.SearchShared(q)
+	if len(shared) != len(copies) || len(shared) == 0 {
+		t.Fatalf("SearchShared found %d, Search %d", len(shared), len(copies))
+	}
+	for i, r := range shared {
+		if !reflect.DeepEqual(*r, copies[i]) {
+			t.Errorf("result %d: SearchShared %+v, Search %+v", i, *r, copies[i])
+		}
+	}
+	if again := ix.SearchShared(q); again[0] != shared[0] {
+		t.Error("SearchShared copied a resource")
+	}
+	for _, q := range []Query{{Kind: access.KindNode, Words: []string{"no-such-thing"}}, {Kind: "no-such-kind"}, {Kind: access.KindNode, Words: []string{"a\x00b"}}} {
+		if got := ix.SearchShared(q); got == nil || len(got) != 0 {
+			t.Errorf("%+v: %#v, want an empty slice", q, got)
+		}
+	}
+}
+
 func TestCopies(t *testing.T) {
 	in := node("a", map[string]string{"env": "prod"})
 	ix := New()
@@ -309,11 +335,22 @@ func checkInvariants(t *testing.T, ks *kindSet) []string {
 	}
 	var all []string
 	for i, c := range ks.chunks {
-		if len(c) == 0 || len(c) > maxChunk {
-			t.Fatalf("chunk %d has %d entries", i, len(c))
+		if c.len() == 0 || c.len() > maxChunk {
+			t.Fatalf("chunk %d has %d entries", i, c.len())
 		}
-		for _, e := range c {
+		if len(c.labels) != c.len() {
+			t.Fatalf("chunk %d has %d entries and %d label signatures", i, c.len(), len(c.labels))
+		}
+		for w, col := range c.grams {
+			if len(col) != c.len() {
+				t.Fatalf("chunk %d has %d entries and %d words %d of gram signatures", i, c.len(), len(col), w)
+			}
+		}
+		for j, e := range c.entries {
 			all = append(all, e.name())
+			if want := e.sign(); c.labels[j] != want.labels || c.gramsOf(j) != want.grams {
+				t.Fatalf("chunk %d: the signatures of %s are not its own", i, e.name())
+			}
 		}
 	}
 	if len(all) != ks.n {
@@ -398,7 +435,7 @@ func TestChunksAgainstReference(t *testing.T) {
 					continue
 				}
 				for _, c := range s.kinds[access.KindNode].chunks {
-					for _, e := range c {
+					for _, e := range c.entries {
 						if ref[e.name()] != e.res.Spec.Hostname {
 							t.Fatalf("step %d: %s has hostname %q, want %q", step, e.name(), e.res.Spec.Hostname, ref[e.name()])
 						}
@@ -586,6 +623,13 @@ func TestSearchMatchesReference(t *testing.T) {
 		if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
 			t.Fatalf("query %+v: got %d results, want %d\ngot  %q\nwant %q", q, len(got), len(want), head(got), head(want))
 		}
+		shared := []string{}
+		for _, r := range ix.SearchShared(q) {
+			shared = append(shared, r.Metadata.Name)
+		}
+		if !slices.Equal(shared, got) {
+			t.Fatalf("query %+v: SearchShared found %q, Search %q", q, head(shared), head(got))
+		}
 		if len(want) > 0 {
 			matched++
 		}
@@ -612,15 +656,19 @@ func TestChunkLayout(t *testing.T) {
 	build := func(chunks ...[]string) *kindSet {
 		ks := &kindSet{}
 		for _, c := range chunks {
-			var es []*entry
+			ch := makeChunk(len(c))
 			for _, n := range c {
-				es = append(es, &entry{res: node(n, nil)})
+				e := &entry{res: node(n, nil)}
+				sg := e.sign()
+				ch.appendEntry(e, &sg)
 			}
-			ks.chunks = append(ks.chunks, es)
-			ks.n += len(es)
+			ks.chunks = append(ks.chunks, ch)
+			ks.n += ch.len()
 		}
 		return ks
 	}
+	// Two neighbour sizes that each leave room for a small chunk.
+	const big, small = maxChunk * 5 / 8, maxChunk * 3 / 8
 	tests := []struct {
 		name   string
 		start  *kindSet
@@ -637,8 +685,8 @@ func TestChunkLayout(t *testing.T) {
 		{name: "replace keeps sizes", start: build(seq("a", 3), seq("c", 3)), put: "c0001", sizes: []int{3, 3}},
 		{name: "a full chunk splits", start: build(seq("a", maxChunk), seq("c", 3)), put: "a0000x", sizes: []int{maxChunk / 2, maxChunk/2 + 1, 3}, delta: 1},
 		{name: "deleting a chunk's last entry drops it", start: build(seq("a", maxChunk), seq("b", 1), seq("c", maxChunk)), del: "b0000", sizes: []int{maxChunk, maxChunk}, delta: -1},
-		{name: "a small chunk merges right", start: build(seq("a", 300), seq("b", mergeBelow), seq("c", 200)), del: "b0000", sizes: []int{300, mergeBelow - 1 + 200}, delta: -1},
-		{name: "a small chunk merges left when right is bigger", start: build(seq("a", 200), seq("b", mergeBelow), seq("c", 300)), del: "b0000", sizes: []int{200 + mergeBelow - 1, 300}, delta: -1},
+		{name: "a small chunk merges right", start: build(seq("a", big), seq("b", mergeBelow), seq("c", small)), del: "b0000", sizes: []int{big, mergeBelow - 1 + small}, delta: -1},
+		{name: "a small chunk merges left when right is bigger", start: build(seq("a", small), seq("b", mergeBelow), seq("c", big)), del: "b0000", sizes: []int{small + mergeBelow - 1, big}, delta: -1},
 		{name: "no merge that would overflow", start: build(seq("a", maxChunk), seq("b", mergeBelow), seq("c", maxChunk)), del: "b0000", sizes: []int{maxChunk, mergeBelow - 1, maxChunk}, delta: -1},
 		{name: "no merge above the threshold", start: build(seq("a", 10), seq("b", mergeBelow+1), seq("c", 10)), del: "b0000", sizes: []int{10, mergeBelow, 10}, delta: -1},
 		{name: "delete of a missing name", start: build(seq("a", 3)), del: "a9999", sizes: []int{3}, absent: true},
@@ -666,7 +714,7 @@ func TestChunkLayout(t *testing.T) {
 			checkInvariants(t, ks)
 			var sizes []int
 			for _, c := range ks.chunks {
-				sizes = append(sizes, len(c))
+				sizes = append(sizes, c.len())
 			}
 			if !slices.Equal(sizes, tt.sizes) {
 				t.Errorf("chunk sizes %v, want %v", sizes, tt.sizes)

@@ -233,7 +233,9 @@ type SearchInput struct {
 const maxSearchResults = 1000
 
 // Search finds resources of one kind that the caller's search_as_roles
-// grant, in the in-memory index (never a scan of etcd).
+// grant, in the in-memory index (never a scan of etcd). The results' Labels
+// maps are the index's own (copying them was most of the cost of a large
+// answer): callers read them and must never modify them.
 func (s *Service) Search(ctx context.Context, c Caller, in SearchInput) ([]access.SearchResult, error) {
 	switch in.Kind {
 	case access.KindNode, access.KindDB, access.KindApp, access.KindKubeCluster, access.KindWindowsDesktop:
@@ -255,7 +257,7 @@ func (s *Service) Search(ctx context.Context, c Caller, in SearchInput) ([]acces
 	if limit <= 0 || limit > maxSearchResults {
 		limit = maxSearchResults
 	}
-	found := s.index.Search(inventory.Query{
+	found := s.index.SearchShared(inventory.Query{
 		Kind:   in.Kind,
 		Words:  strings.Fields(in.Query),
 		Labels: in.Labels,
