@@ -137,34 +137,47 @@ func TestReadmeWalkthrough(t *testing.T) {
 	alice := invite(t, admin, identity, "alice", "requester")
 	bob := invite(t, admin, identity, "bob", "reviewer")
 
-	// alice waits for the review in the background.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	create := alice.cmd(ctx, "", accessBin, "request", "create", "--roles", "dba", "--reason", "ticket #123", "--duration", "1h", "--format", "json")
-	var createOut, createErr bytes.Buffer
-	create.Stdout, create.Stderr = &createOut, &createErr
-	if err := create.Start(); err != nil {
-		t.Fatal(err)
-	}
-
-	var list []access.Request
-	for deadline := time.Now().Add(10 * time.Second); len(list) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if err := json.Unmarshal([]byte(bob.ok("", accessBin, "request", "ls", "--state", "pending", "--format", "json")), &list); err != nil {
+	// alice waits for the review in the background, bob approves. Twice:
+	// as a script sees it (a JSON line per state) and as a person does.
+	var id string
+	for _, format := range []string{"json", "text"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		create := alice.cmd(ctx, "", accessBin, "request", "create", "--roles", "dba", "--reason", "ticket #123", "--duration", "1h", "--format", format)
+		var createOut, createErr bytes.Buffer
+		create.Stdout, create.Stderr = &createOut, &createErr
+		if err := create.Start(); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if len(list) != 1 {
-		t.Fatalf("bob's pending list: %v", list)
-	}
-	id := list[0].ID
-	bob.ok("", accessBin, "request", "review", "--approve", "--reason", "go ahead", id)
 
-	if err := create.Wait(); err != nil {
-		t.Fatalf("alice's create: %v\n%s", err, createErr.String())
-	}
-	lines := decodeRequests(t, createOut.String())
-	if len(lines) != 2 || lines[0].State != access.StatePending || lines[1].State != access.StateApproved || lines[1].ID != id {
-		t.Fatalf("create printed %d lines: %s", len(lines), createOut.String())
+		var list []access.Request
+		for deadline := time.Now().Add(10 * time.Second); len(list) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if err := json.Unmarshal([]byte(bob.ok("", accessBin, "request", "ls", "--state", "pending", "--format", "json")), &list); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(list) != 1 {
+			t.Fatalf("bob's pending list: %v", list)
+		}
+		id = list[0].ID
+		bob.ok("", accessBin, "request", "review", "--approve", "--reason", "go ahead", id)
+
+		if err := create.Wait(); err != nil {
+			t.Fatalf("alice's create: %v\n%s", err, createErr.String())
+		}
+		if format == "json" {
+			lines := decodeRequests(t, createOut.String())
+			if len(lines) != 2 || lines[0].State != access.StatePending || lines[1].State != access.StateApproved || lines[1].ID != id {
+				t.Fatalf("create printed %d lines: %s", len(lines), createOut.String())
+			}
+			continue
+		}
+		// The person is told the outcome and the next command to run.
+		for _, want := range []string{"Request " + id + " APPROVED", "Access to dba until", "access login --request-id " + id, "access creds " + id} {
+			if !strings.Contains(createOut.String(), want) {
+				t.Fatalf("create's output lacks %q:\n%s", want, createOut.String())
+			}
+		}
 	}
 
 	table := alice.ok("", accessBin, "request", "ls")

@@ -358,9 +358,7 @@ func createAndWait(ctx context.Context, g *globals, in api.CreateRequest, nowait
 			fmt.Printf(" (needs %s)", req.ProgressSummary())
 		}
 		fmt.Println()
-		if req.State == access.StateApproved && req.AccessExpires != nil {
-			fmt.Printf("Access to %s until %s.\n", strings.Join(req.GrantedRoles, ", "), req.AccessExpires.Local().Format(time.RFC3339))
-		}
+		printGrant(req)
 		if len(req.SuggestedReviewers) > 0 && req.State == access.StatePending {
 			fmt.Printf("Suggested reviewers: %s\n", strings.Join(req.SuggestedReviewers, ", "))
 		}
@@ -392,11 +390,20 @@ func createAndWait(ctx context.Context, g *globals, in api.CreateRequest, nowait
 			fmt.Printf(": %s", final.StateReason)
 		}
 		fmt.Println()
-		if final.State == access.StateApproved && final.AccessExpires != nil {
-			fmt.Printf("Access to %s until %s.\n", strings.Join(final.GrantedRoles, ", "), final.AccessExpires.Local().Format(time.RFC3339))
-		}
+		printGrant(final)
 	}
 	return exitFor(final)
+}
+
+// printGrant tells the requester of an approved request what they got and
+// how to use it, so nobody has to look up the next command.
+func printGrant(r api.Request) {
+	if r.State != access.StateApproved || r.AccessExpires == nil {
+		return
+	}
+	fmt.Printf("Access to %s until %s.\n", strings.Join(r.GrantedRoles, ", "), r.AccessExpires.Local().Format(time.RFC3339))
+	fmt.Printf("Use it:  access login --request-id %s   (then access ssh LOGIN@HOST)\n", r.ID)
+	fmt.Printf("         access creds %s --help         (database, Kubernetes, app and desktop credentials)\n", r.ID)
 }
 
 func exitFor(r api.Request) error {
