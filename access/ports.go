@@ -77,6 +77,11 @@ type ObjectStore interface {
 	// ListResources returns every resource and the etcd revision of the read,
 	// from which WatchResources can continue.
 	ListResources(ctx context.Context) ([]Resource, int64, error)
+	// LastResourceChange is the revision of the latest write to a resource
+	// of kind still stored (0: none), read without decoding any: what a
+	// watch-fed cache compares its own revision with before it trusts a
+	// miss.
+	LastResourceChange(ctx context.Context, kind string) (int64, error)
 	PutResource(ctx context.Context, r Resource, events ...AuditEvent) (Resource, error)
 	DeleteResource(ctx context.Context, kind, name string, events ...AuditEvent) error
 	// WatchResources streams resource changes after fromRev. On etcd

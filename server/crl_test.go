@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"testing"
 
+	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/api"
 	"github.com/gatehouse-dev/gatehouse/internal/testcluster"
 	"github.com/gatehouse-dev/gatehouse/server"
@@ -237,17 +240,58 @@ func TestDesktopCRLsAcrossRotation(t *testing.T) {
 func BenchmarkCRLHandler(b *testing.B) {
 	c := testcluster.StartWithConfig(b, service.Config{CRLBaseURL: "http://crl.example.com:3080"})
 	c.Apply(desktopRoles)
+	// Other resources beside the desktops, as in a real inventory: a
+	// domain missing from the index must not cost reading them all.
+	for i := range 5000 {
+		r := access.Resource{Kind: access.KindNode, Metadata: access.Metadata{Name: fmt.Sprintf("node-%d", i)},
+			Spec: access.ResourceSpec{Hostname: fmt.Sprintf("node-%d.example.com", i)}}
+		if _, err := c.Store.PutResource(context.Background(), r); err != nil {
+			b.Fatal(err)
+		}
+	}
 	h := server.CRLHandler(c.Svc)
-	for _, path := range []string{"/crl/desktop/corp.example.com.crl", "/crl/desktop/corp.example.com/v1.crl"} {
-		b.Run(path, func(b *testing.B) {
-			req := httptest.NewRequest(http.MethodGet, path, nil)
+	for _, bc := range []struct {
+		path string
+		want int
+	}{
+		{"/crl/desktop/corp.example.com.crl", http.StatusOK},
+		{"/crl/desktop/corp.example.com/v1.crl", http.StatusOK},
+		// Anyone may ask for any domain: a miss must stay cheap too.
+		{"/crl/desktop/ghost.example.com.crl", http.StatusNotFound},
+	} {
+		b.Run(bc.path, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, bc.path, nil)
 			for b.Loop() {
 				w := httptest.NewRecorder()
 				h.ServeHTTP(w, req)
-				if w.Code != http.StatusOK {
-					b.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+				if w.Code != bc.want {
+					b.Fatalf("GET %s: %d %s, want %d", bc.path, w.Code, w.Body, bc.want)
 				}
 			}
 		})
+	}
+}
+
+// TestCRLOfDesktopCreatedAMomentAgo: the domain check reads the resource
+// index, which follows etcd through a watch; a desktop's CRL is served
+// right after the desktop is written, before the watch may have delivered
+// it, and a domain no desktop has is refused.
+func TestCRLOfDesktopCreatedAMomentAgo(t *testing.T) {
+	c := testcluster.StartWithConfig(t, service.Config{CRLBaseURL: "http://crl.example.com:3080"})
+	ctx := context.Background()
+	<-c.Index.Ready()
+	for i := range 20 {
+		domain := fmt.Sprintf("site%d.example.com", i)
+		ws := access.Resource{Kind: access.KindWindowsDesktop, Metadata: access.Metadata{Name: fmt.Sprintf("ws-%d", i)},
+			Spec: access.ResourceSpec{Addr: "10.0.0.9:3389", Domain: domain}}
+		if _, err := c.Store.PutResource(ctx, ws); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Svc.CRL(ctx, access.CATypeDesktop, domain, 0); err != nil {
+			t.Fatalf("CRL of %s right after its desktop was written: %v", domain, err)
+		}
+	}
+	if _, err := c.Svc.CRL(ctx, access.CATypeDesktop, "ghost.example.com", 0); !errors.Is(err, access.ErrNotFound) {
+		t.Fatalf("CRL of a domain no desktop has: %v, want not found", err)
 	}
 }

@@ -420,13 +420,11 @@ func (s *Service) requireDesktopDomain(ctx context.Context, domain string) error
 	if s.index != nil {
 		select {
 		case <-s.index.Ready():
-			found := s.index.Search(inventory.Query{Kind: access.KindWindowsDesktop, Limit: 1,
-				Allow: func(r access.Resource) bool { return r.Spec.Domain == domain }})
-			if len(found) > 0 {
-				return nil
+			found, err := s.indexedDesktopDomain(ctx, domain)
+			if err != nil || found {
+				return err
 			}
-			// The index follows etcd through a watch and may not have
-			// seen a desktop created a moment ago: a miss asks etcd.
+			return fmt.Errorf("%w: no windows_desktop resource in domain %q", access.ErrNotFound, domain)
 		default: // still loading: ask etcd
 		}
 	}
@@ -440,4 +438,39 @@ func (s *Service) requireDesktopDomain(ctx context.Context, domain string) error
 		}
 	}
 	return fmt.Errorf("%w: no windows_desktop resource in domain %q", access.ErrNotFound, domain)
+}
+
+// indexLagWait is how long a miss waits for the index to catch up with a
+// desktop written a moment ago (the watch usually takes a millisecond).
+const indexLagWait = 2 * time.Second
+
+// indexedDesktopDomain looks the domain up in the index. The index follows
+// etcd through a watch and may not have seen a desktop created a moment
+// ago, so a miss is trusted only once the index has applied the newest
+// desktop write. That check is one keys-only etcd read: the CRL endpoint
+// is anonymous, and a miss must not cost a decode of every resource.
+func (s *Service) indexedDesktopDomain(ctx context.Context, domain string) (bool, error) {
+	has := func() bool {
+		return len(s.index.Search(inventory.Query{Kind: access.KindWindowsDesktop, Limit: 1,
+			Allow: func(r access.Resource) bool { return r.Spec.Domain == domain }})) > 0
+	}
+	if has() {
+		return true, nil
+	}
+	last, err := s.store.LastResourceChange(ctx, access.KindWindowsDesktop)
+	if err != nil {
+		return false, err
+	}
+	deadline := time.Now().Add(indexLagWait)
+	for s.index.Revision() < last {
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("%w: the resource index is behind etcd; try again", access.ErrUnavailable)
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return has(), nil
 }

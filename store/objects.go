@@ -337,6 +337,23 @@ func (s *Store) ListResources(ctx context.Context) ([]access.Resource, int64, er
 	return out, rev, nil
 }
 
+// LastResourceChange implements access.ObjectStore: one keys-only read of
+// the kind's newest key by mod revision.
+func (s *Store) LastResourceChange(ctx context.Context, kind string) (int64, error) {
+	if err := checkName("resource kind", kind); err != nil {
+		return 0, err
+	}
+	resp, err := s.get(ctx, "latest "+kind+" change", s.key(keyResources, kind, "/"), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	return resp.Kvs[0].ModRevision, nil
+}
+
 // PutResource implements access.ObjectStore; a non-zero Metadata.Revision
 // makes it compare-and-swap as in PutRole.
 func (s *Store) PutResource(ctx context.Context, r access.Resource, events ...access.AuditEvent) (access.Resource, error) {

@@ -235,6 +235,33 @@ func TestResources(t *testing.T) {
 	wantErr(t, s.DeleteResource(ctx, access.KindDB, "orders"), access.ErrNotFound, "")
 }
 
+// TestLastResourceChange: the newest write of one kind, whatever the
+// order of names, and unaffected by other kinds.
+func TestLastResourceChange(t *testing.T) {
+	s := storetest.Embedded(t)
+	ctx := ctxT(t)
+	last := func(kind string) int64 { return must[int64](t)(s.LastResourceChange(ctx, kind)) }
+	if got := last(access.KindNode); got != 0 {
+		t.Fatalf("no nodes: %d, want 0", got)
+	}
+	put := func(kind, name string) int64 {
+		r := access.Resource{Kind: kind, Metadata: access.Metadata{Name: name}, Spec: access.ResourceSpec{Hostname: name}}
+		return must[access.Resource](t)(s.PutResource(ctx, r)).Metadata.Revision
+	}
+	put(access.KindNode, "b")
+	a := put(access.KindNode, "a") // newer, yet sorts first by name
+	put(access.KindDB, "orders")
+	if got := last(access.KindNode); got != a {
+		t.Fatalf("latest node write at %d, want %d", got, a)
+	}
+	b := put(access.KindNode, "b")
+	if got := last(access.KindNode); got != b {
+		t.Fatalf("after rewriting b: %d, want %d", got, b)
+	}
+	_, err := s.LastResourceChange(ctx, "no/kind")
+	wantErr(t, err, access.ErrInvalid, "resource kind")
+}
+
 func TestInitClusterConcurrent(t *testing.T) {
 	s := storetest.Embedded(t)
 	ctx := ctxT(t)
