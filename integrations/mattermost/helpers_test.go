@@ -56,7 +56,13 @@ var testKey = bytes.Repeat([]byte{0x42}, 32)
 // configure may change the adapter's Config before New.
 func newEnv(t testing.TB, configure ...func(*Config)) *env {
 	t.Helper()
-	mm := mattermostfake.New(mattermostfake.Options{})
+	return newEnvWith(t, mattermostfake.Options{}, configure...)
+}
+
+// newEnvWith is newEnv with a fake Mattermost made with opts.
+func newEnvWith(t testing.TB, opts mattermostfake.Options, configure ...func(*Config)) *env {
+	t.Helper()
+	mm := mattermostfake.New(opts)
 	t.Cleanup(mm.Close)
 	mux := http.NewServeMux()
 	hooks := httptest.NewServer(mux)

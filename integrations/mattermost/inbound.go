@@ -162,15 +162,13 @@ func (a *Adapter) serveCommand(w http.ResponseWriter, r *http.Request, body []by
 	}
 }
 
-// respondLater posts a late command result to its response_url. Only URLs
-// on the configured Mattermost server are used: the slash command's token
-// proves the request, but not that response_url is not somewhere else.
+// respondLater posts a late command result to its response_url's hook on
+// the configured Mattermost server.
 func (a *Adapter) respondLater(ctx context.Context, responseURL string, resp *model.CommandResponse) {
 	log := a.log.With("response_url", responseURL)
-	u, err := url.Parse(responseURL)
-	base, _ := url.Parse(a.cfg.URL)
-	if err != nil || u.Scheme != base.Scheme || u.Host != base.Host || !strings.Contains(u.Path, "/hooks/commands/") {
-		log.Warn("mattermost late command result dropped: response_url is not on the Mattermost server", "mattermost_url", a.cfg.URL)
+	target, err := lateResultURL(a.cfg.URL, responseURL)
+	if err != nil {
+		log.Warn("mattermost late command result dropped", "err", err)
 		return
 	}
 	payload, err := json.Marshal(resp)
@@ -178,7 +176,7 @@ func (a *Adapter) respondLater(ctx context.Context, responseURL string, resp *mo
 		log.Error("mattermost late command result", "err", err)
 		return
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(payload))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(payload))
 	if err != nil {
 		log.Error("mattermost late command result", "err", err)
 		return
@@ -193,6 +191,28 @@ func (a *Adapter) respondLater(ctx context.Context, responseURL string, resp *mo
 	if res.StatusCode != http.StatusOK {
 		log.Warn("mattermost late command result refused", "status", res.StatusCode)
 	}
+}
+
+// lateResultURL is where a late command result goes: the hook that
+// responseURL names, on the Mattermost server at base (mattermost.url).
+// Mattermost builds response_url from its SiteURL, which often names the
+// server differently than the address accessd reaches it by (a public
+// name, a proxy). Only the hook id is taken from response_url, so the
+// token-checked command can never send accessd's request elsewhere.
+func lateResultURL(base, responseURL string) (string, error) {
+	u, err := url.Parse(responseURL)
+	if err != nil {
+		return "", fmt.Errorf("response_url: %w", err)
+	}
+	i := strings.LastIndex(u.Path, "/hooks/commands/")
+	if i < 0 {
+		return "", fmt.Errorf("response_url %q is not a slash command hook (/hooks/commands/ID)", responseURL)
+	}
+	id := u.Path[i+len("/hooks/commands/"):]
+	if !model.IsValidId(id) {
+		return "", fmt.Errorf("response_url %q: %q is not a Mattermost id", responseURL, id)
+	}
+	return strings.TrimSuffix(base, "/") + "/hooks/commands/" + id, nil
 }
 
 // serveAction handles a button click. Mattermost signs nothing here, so the

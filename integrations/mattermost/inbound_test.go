@@ -117,6 +117,54 @@ func TestSlowCommandAnswersLaterThroughResponseURL(t *testing.T) {
 	}
 }
 
+// TestLateResultReachesTheConfiguredServer: Mattermost names itself by its
+// SiteURL in response_url, often not the address accessd reaches it by;
+// the late result still arrives, through mattermost.url.
+func TestLateResultReachesTheConfiguredServer(t *testing.T) {
+	e := newEnvWith(t, mattermostfake.Options{SiteURL: "https://chat.example.com/mm"}, func(c *Config) { c.CommandDeadline = 20 * time.Millisecond })
+	e.h.Hold()
+	defer time.AfterFunc(time.Second, e.h.Release).Stop()
+	e.h.SetReply(bot.Reply{Text: "request `R-1` created"})
+	if status, resp, err := e.mm.SlashCommand(e.url(CommandsPath), e.alice, "request dba"); err != nil || status != 200 || resp.Text != textWorking {
+		t.Fatalf("first answer: status %d %q err %v, want %q", status, resp.Text, err, textWorking)
+	}
+	e.h.Release()
+	_ = e.a.Shutdown(context.Background())
+	if shown := e.mm.Ephemeral(e.alice.ID); len(shown) != 2 || shown[1].Text != "request `R-1` created" {
+		t.Fatalf("ephemeral posts %+v, want the working notice then the result", shown)
+	}
+}
+
+func TestLateResultURL(t *testing.T) {
+	const id = "xbrkb8p393gjpq5cawei7npije"
+	cases := []struct {
+		base, responseURL, want, err string
+	}{
+		{"http://mm:8065", "http://mm:8065/hooks/commands/" + id, "http://mm:8065/hooks/commands/" + id, ""},
+		{"http://mm:8065/", "https://chat.example.com/hooks/commands/" + id, "http://mm:8065/hooks/commands/" + id, ""},
+		{"http://mm:8065/sub", "https://chat.example.com/sub/hooks/commands/" + id, "http://mm:8065/sub/hooks/commands/" + id, ""},
+		// Whatever response_url says, the request goes to base.
+		{"http://mm:8065", "http://169.254.169.254/hooks/commands/" + id, "http://mm:8065/hooks/commands/" + id, ""},
+		{"http://mm:8065", "http://mm:8065/api/v4/posts", "", "not a slash command hook"},
+		{"http://mm:8065", "http://mm:8065/hooks/commands/" + id + "/../../api/v4/users", "", "not a Mattermost id"},
+		{"http://mm:8065", "http://mm:8065/hooks/commands/short", "", "not a Mattermost id"},
+		{"http://mm:8065", "http://mm:8065/hooks/commands/" + id + "?x=1#y", "http://mm:8065/hooks/commands/" + id, ""},
+		{"http://mm:8065", "%zz", "", "response_url"},
+	}
+	for _, tc := range cases {
+		got, err := lateResultURL(tc.base, tc.responseURL)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("lateResultURL(%q, %q) = %q, %v; want an error with %q", tc.base, tc.responseURL, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("lateResultURL(%q, %q) = %q, %v; want %q", tc.base, tc.responseURL, got, err, tc.want)
+		}
+	}
+}
+
 func TestAllowListRefusesOtherAddresses(t *testing.T) {
 	cases := []struct {
 		name    string

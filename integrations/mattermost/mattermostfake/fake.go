@@ -81,6 +81,11 @@ type Options struct {
 	BotUsername  string // default "gatehouse"
 	CommandToken string // the /access command's token; default "fake-command-token"
 	Team         string // the first team's name; default "gatehouse"
+	// SiteURL is the address the server believes it has
+	// (ServiceSettings.SiteURL), which it builds response_url from; a
+	// public name may differ from the URL a bot reaches it by. Default:
+	// the fake's own URL.
+	SiteURL string
 }
 
 // User is a Mattermost user as the inbound helpers act for them.

@@ -37,6 +37,13 @@ func InChannel(channelID string) CommandOption {
 	return func(c *commandCall) { c.channelID = channelID }
 }
 
+func (s *Server) siteURL() string {
+	if s.opts.SiteURL != "" {
+		return s.opts.SiteURL
+	}
+	return s.URL
+}
+
 // SlashCommand sends "/access text" typed by u to the command's URL
 // (hookURL) as Mattermost does: a form POST with token, team_id,
 // team_domain, channel_id, channel_name, user_id, user_name, command,
@@ -85,7 +92,7 @@ func (s *Server) SlashCommand(hookURL string, u User, text string, opts ...Comma
 		"user_name":    {u.Name},
 		"command":      {call.command},
 		"text":         {text},
-		"response_url": {s.URL + "/hooks/commands/" + hookID},
+		"response_url": {s.siteURL() + "/hooks/commands/" + hookID},
 		"trigger_id":   {triggerID},
 	}
 	status, header, body, err := s.send(hookURL, "application/x-www-form-urlencoded", []byte(form.Encode()),
