@@ -67,57 +67,61 @@ func approvedGrant(b *testing.B) (*api.Client, string) {
 	return alice, r.ID
 }
 
+// benchCreds measures issue, one `access creds` end to end under alice's
+// approved grant of ops that writes its files into dir, and reports the
+// latencies.
+func benchCreds(b *testing.B, issue func(alice *api.Client, id, dir string) error) {
+	alice, id := approvedGrant(b)
+	dir := b.TempDir()
+	var lat latencies
+	for b.Loop() {
+		start := time.Now()
+		if err := issue(alice, id, dir); err != nil {
+			b.Fatal(err)
+		}
+		lat.add(time.Since(start))
+	}
+	lat.report(b)
+}
+
 // BenchmarkCredsSSH is `access creds ID` for SSH, end to end: a key pair
 // made on the client, the public key sent over mTLS, the grant checked,
 // the certificate signed and both files written.
 func BenchmarkCredsSSH(b *testing.B) {
-	alice, id := approvedGrant(b)
-	dir := b.TempDir()
-	ctx := context.Background()
-	var lat latencies
-	for b.Loop() {
-		start := time.Now()
+	benchCreds(b, func(alice *api.Client, id, dir string) error {
 		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 		sp, _ := ssh.NewPublicKey(pub)
-		cred, err := alice.IssueCredential(ctx, id, api.CredentialRequest{Kind: "ssh", PublicKey: string(ssh.MarshalAuthorizedKey(sp))})
+		cred, err := alice.IssueCredential(context.Background(), id, api.CredentialRequest{Kind: "ssh", PublicKey: string(ssh.MarshalAuthorizedKey(sp))})
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
 		block, _ := ssh.MarshalPrivateKey(priv, "")
-		writeFiles(b, dir, map[string][]byte{"id_ed25519": pem.EncodeToMemory(block), "id_ed25519-cert.pub": []byte(cred.Certificate)})
-		lat.add(time.Since(start))
-	}
-	lat.report(b)
+		return writeFiles(dir, map[string][]byte{"id_ed25519": pem.EncodeToMemory(block), "id_ed25519-cert.pub": []byte(cred.Certificate)})
+	})
 }
 
 // BenchmarkCredsDB is `access creds ID --db orders --db-user alice`, end
 // to end: P-256 key and CSR on the client, certificate from the
 // database's own CA, three files written.
 func BenchmarkCredsDB(b *testing.B) {
-	alice, id := approvedGrant(b)
-	dir := b.TempDir()
-	ctx := context.Background()
-	var lat latencies
-	for b.Loop() {
-		start := time.Now()
+	benchCreds(b, func(alice *api.Client, id, dir string) error {
 		keyPEM, csrPEM, err := pki.NewKeyAndCSR("alice")
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
-		cred, err := alice.IssueCredential(ctx, id, api.CredentialRequest{Kind: "db", Resource: "orders", DBUser: "alice", CSR: string(csrPEM)})
+		cred, err := alice.IssueCredential(context.Background(), id, api.CredentialRequest{Kind: "db", Resource: "orders", DBUser: "alice", CSR: string(csrPEM)})
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
-		writeFiles(b, dir, map[string][]byte{"db.key": keyPEM, "db.crt": []byte(cred.Certificate), "db-ca.pem": []byte(cred.CAPEM)})
-		lat.add(time.Since(start))
-	}
-	lat.report(b)
+		return writeFiles(dir, map[string][]byte{"db.key": keyPEM, "db.crt": []byte(cred.Certificate), "db-ca.pem": []byte(cred.CAPEM)})
+	})
 }
 
-func writeFiles(b *testing.B, dir string, files map[string][]byte) {
+func writeFiles(dir string, files map[string][]byte) error {
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			b.Fatal(err)
+			return err
 		}
 	}
+	return nil
 }

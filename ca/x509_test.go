@@ -29,7 +29,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ca"
 )
 
-// Helpers shared by the X.509 tests (x509, pg, mariadb); prefixed x5 to
+// Helpers shared by the X.509 tests (x509_test.go, dbservers_test.go); prefixed x5 to
 // stay out of the way of the other ca tests.
 
 func x5Key(t testing.TB, kind string) crypto.Signer {

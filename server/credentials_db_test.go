@@ -145,13 +145,57 @@ func approvedRequest(t *testing.T, alice, bob *api.Client, in api.CreateRequest)
 	return r.ID
 }
 
-func TestDBCredentialsForAGrant(t *testing.T) {
-	c := testcluster.Start(t)
+// dbaGrant runs a cluster with x509Roles in which bob approved alice's
+// request for dba; it returns them and the grant's id.
+func dbaGrant(t *testing.T) (c *testcluster.Cluster, alice, bob *api.Client, id string) {
+	t.Helper()
+	c = testcluster.Start(t)
 	c.Apply(x509Roles)
-	alice := c.Login("alice", "dba-requester")
-	bob := c.Login("bob", "dba-reviewer")
+	alice = c.Login("alice", "dba-requester")
+	bob = c.Login("bob", "dba-reviewer")
+	return c, alice, bob, approvedRequest(t, alice, bob, api.CreateRequest{Roles: []string{"dba"}})
+}
+
+// refusal is a credential request refused with an error of code whose
+// message mentions each of mentioned.
+type refusal struct {
+	in        api.CredentialRequest
+	code      string
+	mentioned []string
+}
+
+// checkRefusals asks who for each credential under the grant id and
+// checks that it is refused as said.
+func checkRefusals(t *testing.T, who *api.Client, id string, refusals []refusal) {
+	t.Helper()
+	for _, tt := range refusals {
+		_, err := who.IssueCredential(context.Background(), id, tt.in)
+		what := fmt.Sprintf("%s %q as %q with a %d-byte csr", tt.in.Kind, tt.in.Resource, tt.in.DBUser+tt.in.Login, len(tt.in.CSR))
+		if api.ErrorCode(err) != tt.code {
+			t.Errorf("%s: %v, want %s", what, err, tt.code)
+			continue
+		}
+		for _, m := range tt.mentioned {
+			if !strings.Contains(err.Error(), m) {
+				t.Errorf("%s: error %q does not mention %s", what, err, m)
+			}
+		}
+	}
+}
+
+// issueEvents returns the credential.issue audit events of request id.
+func issueEvents(t *testing.T, c *testcluster.Cluster, id string) []api.AuditEvent {
+	t.Helper()
+	evs, err := c.Admin.Audit(context.Background(), api.AuditQuery{RequestID: id, Type: "credential.issue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func TestDBCredentialsForAGrant(t *testing.T) {
+	c, alice, bob, id := dbaGrant(t)
 	ctx := context.Background()
-	id := approvedRequest(t, alice, bob, api.CreateRequest{Roles: []string{"dba"}})
 	key, csr := newCSR(t, "postgres")
 
 	cred, err := alice.IssueCredential(ctx, id, api.CredentialRequest{Kind: "db", Resource: "orders", DBUser: "alice", CSR: csr})
@@ -196,11 +240,7 @@ func TestDBCredentialsForAGrant(t *testing.T) {
 
 	// Refusals: users not granted (denied wins), databases not granted or
 	// absent, no or a bad CSR.
-	for _, tt := range []struct {
-		in        api.CredentialRequest
-		code      string
-		mentioned []string
-	}{
+	checkRefusals(t, alice, id, []refusal{
 		{api.CredentialRequest{Kind: "db", Resource: "orders", DBUser: "mallory", CSR: csr}, "forbidden", []string{`"mallory"`, "alice, reader"}},
 		{api.CredentialRequest{Kind: "db", Resource: "orders", DBUser: "postgres", CSR: csr}, "forbidden", []string{`"postgres"`}},
 		{api.CredentialRequest{Kind: "db", Resource: "scratch", DBUser: "alice", CSR: csr}, "forbidden", []string{"scratch"}},
@@ -210,19 +250,7 @@ func TestDBCredentialsForAGrant(t *testing.T) {
 		{api.CredentialRequest{Kind: "db", Resource: "orders", CSR: csr}, "invalid", []string{"db_user"}},
 		// Two prod databases are granted: one must be named.
 		{api.CredentialRequest{Kind: "db", DBUser: "alice", CSR: csr}, "invalid", []string{"--db"}},
-	} {
-		_, err := alice.IssueCredential(ctx, id, tt.in)
-		what := fmt.Sprintf("db %q as %q with a %d-byte csr", tt.in.Resource, tt.in.DBUser, len(tt.in.CSR))
-		if api.ErrorCode(err) != tt.code {
-			t.Errorf("%s: %v, want %s", what, err, tt.code)
-			continue
-		}
-		for _, m := range tt.mentioned {
-			if !strings.Contains(err.Error(), m) {
-				t.Errorf("%s: error %q does not mention %s", what, err, m)
-			}
-		}
-	}
+	})
 	// A CA is exported only for an existing resource of the kind.
 	if _, err := c.Anonymous().ExportCA(ctx, "db", "ghost"); api.ErrorCode(err) != "not_found" {
 		t.Fatalf("export for a database that does not exist: %v", err)
@@ -245,19 +273,14 @@ func TestDBCredentialsForAGrant(t *testing.T) {
 		t.Fatalf("billing credential %+v: not from billing's CA alone", bc)
 	}
 
-	evs, err := c.Admin.Audit(ctx, api.AuditQuery{RequestID: id, Type: "credential.issue"})
-	if err != nil || len(evs) < 9 {
-		t.Fatalf("audited attempts = %d, %v", len(evs), err)
+	if evs := issueEvents(t, c, id); len(evs) < 9 {
+		t.Fatalf("audited attempts = %d", len(evs))
 	}
 }
 
 func TestKubeCredentialsForAGrant(t *testing.T) {
-	c := testcluster.Start(t)
-	c.Apply(x509Roles)
-	alice := c.Login("alice", "dba-requester")
-	bob := c.Login("bob", "dba-reviewer")
+	c, alice, bob, id := dbaGrant(t)
 	ctx := context.Background()
-	id := approvedRequest(t, alice, bob, api.CreateRequest{Roles: []string{"dba"}})
 	_, csr := newCSR(t, "admin")
 
 	cred, err := alice.IssueCredential(ctx, id, api.CredentialRequest{Kind: "kube", CSR: csr})
@@ -288,19 +311,14 @@ func TestKubeCredentialsForAGrant(t *testing.T) {
 	if api.ErrorCode(err) != "forbidden" || !strings.Contains(err.Error(), "system:masters") {
 		t.Fatalf("system:masters: %v", err)
 	}
-	evs, err := c.Admin.Audit(ctx, api.AuditQuery{RequestID: root, Type: "credential.issue"})
-	if err != nil || len(evs) != 1 || evs[0].Outcome != "denied" {
-		t.Fatalf("refused kube issuance audit: %+v, %v", evs, err)
+	if evs := issueEvents(t, c, root); len(evs) != 1 || evs[0].Outcome != "denied" {
+		t.Fatalf("refused kube issuance audit: %+v", evs)
 	}
 }
 
 func TestAppCredentialsForAGrant(t *testing.T) {
-	c := testcluster.Start(t)
-	c.Apply(x509Roles)
-	alice := c.Login("alice", "dba-requester")
-	bob := c.Login("bob", "dba-reviewer")
+	c, alice, _, id := dbaGrant(t)
 	ctx := context.Background()
-	id := approvedRequest(t, alice, bob, api.CreateRequest{Roles: []string{"dba"}})
 
 	cred, err := alice.IssueCredential(ctx, id, api.CredentialRequest{Kind: "app", Resource: "grafana"})
 	if err != nil {

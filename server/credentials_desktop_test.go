@@ -246,11 +246,7 @@ spec: {roles: [rdp-requester], traits: {logins: [alice], windows_sid: ["` + alic
 	// Refusals: logins not granted (deny wins), desktops not granted,
 	// absent or without a domain, no login, no or a bad CSR, several
 	// desktops granted and none named.
-	for _, tt := range []struct {
-		in        api.CredentialRequest
-		code      string
-		mentioned []string
-	}{
+	checkRefusals(t, alice, id, []refusal{
 		{api.CredentialRequest{Kind: "desktop", Resource: "ws1", Login: "mallory", CSR: csr}, "forbidden", []string{`"mallory"`, "alice, svc-backup"}},
 		{api.CredentialRequest{Kind: "desktop", Resource: "ws1", Login: "Administrator", CSR: csr}, "forbidden", []string{`"Administrator"`}},
 		{api.CredentialRequest{Kind: "desktop", Resource: "lab", Login: "alice", CSR: csr}, "forbidden", []string{"lab"}},
@@ -260,19 +256,7 @@ spec: {roles: [rdp-requester], traits: {logins: [alice], windows_sid: ["` + alic
 		{api.CredentialRequest{Kind: "desktop", Resource: "ws1", Login: "alice"}, "invalid", []string{"csr"}},
 		{api.CredentialRequest{Kind: "desktop", Resource: "ws1", Login: "alice", CSR: "junk"}, "invalid", []string{"CSR"}},
 		{api.CredentialRequest{Kind: "desktop", Login: "alice", CSR: csr}, "invalid", []string{"--desktop"}},
-	} {
-		_, err := alice.IssueCredential(ctx, id, tt.in)
-		what := "desktop " + tt.in.Resource + " as " + tt.in.Login
-		if api.ErrorCode(err) != tt.code {
-			t.Errorf("%s: %v, want %s", what, err, tt.code)
-			continue
-		}
-		for _, m := range tt.mentioned {
-			if !strings.Contains(err.Error(), m) {
-				t.Errorf("%s: error %q does not mention %s", what, err, m)
-			}
-		}
-	}
+	})
 
 	// A resource request reaches only the requested desktop, which need
 	// not be named; its domain has its own CA.
@@ -304,9 +288,8 @@ spec: {roles: [rdp-requester], traits: {logins: [alice], windows_sid: ["` + alic
 		}
 	}
 
-	evs, err := c.Admin.Audit(ctx, api.AuditQuery{RequestID: id, Type: "credential.issue"})
-	if err != nil || len(evs) < 10 {
-		t.Fatalf("audited attempts = %d, %v", len(evs), err)
+	if evs := issueEvents(t, c, id); len(evs) < 10 {
+		t.Fatalf("audited attempts = %d", len(evs))
 	}
 }
 
@@ -324,8 +307,7 @@ func TestDesktopCredentialsNeedCRLListen(t *testing.T) {
 	if api.ErrorCode(err) != "invalid" || !strings.Contains(err.Error(), "crl_listen") {
 		t.Fatalf("desktop credential without crl_listen: %v", err)
 	}
-	evs, err := c.Admin.Audit(ctx, api.AuditQuery{RequestID: id, Type: "credential.issue"})
-	if err != nil || len(evs) != 1 || evs[0].Outcome != "denied" {
-		t.Fatalf("refused desktop issuance audit: %+v, %v", evs, err)
+	if evs := issueEvents(t, c, id); len(evs) != 1 || evs[0].Outcome != "denied" {
+		t.Fatalf("refused desktop issuance audit: %+v", evs)
 	}
 }

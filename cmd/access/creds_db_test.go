@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +17,12 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gatehouse-dev/gatehouse/ca"
+	"github.com/gatehouse-dev/gatehouse/internal/mariadbtest"
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 )
 
+// dbRoles: dba reaches the prod databases as alice or report: orders on
+// PostgreSQL, analytics on MariaDB, and billing.
 const dbRoles = `
 kind: role
 version: v1
@@ -26,7 +30,7 @@ metadata: {name: dba}
 spec:
   allow:
     db_labels: {env: prod}
-    db_users: [alice]
+    db_users: [alice, report]
   options: {max_session_ttl: 1h}
 ---
 kind: role
@@ -50,69 +54,127 @@ spec: {protocol: postgres, uri: "127.0.0.1:5432"}
 ---
 kind: db
 version: v1
+metadata: {name: analytics, labels: {env: prod}}
+spec: {protocol: mysql, uri: "127.0.0.1:3306"}
+---
+kind: db
+version: v1
 metadata: {name: billing, labels: {env: prod}}
 spec: {protocol: postgres, uri: "127.0.0.1:5433"}
 `
 
-// TestDBCredsAgainstPostgres is the whole path with the real binaries and
-// a real PostgreSQL: alice's role request is approved, `access creds --db
-// orders --db-user alice` writes db.crt/db.key/db-ca.pem with a key made
-// on her machine, the DBA configures ssl_ca_file from `accessctl ca export
-// --type db --resource orders` and pg_hba "hostssl ... cert", and psql
-// with sslmode=verify-full logs in as alice. The same certificate is
-// refused for another user, and a certificate for the billing database
-// is refused by orders.
-func TestDBCredsAgainstPostgres(t *testing.T) {
-	c, admin, identity := setup(t)
-	c.Apply(dbRoles)
-	alice := invite(t, admin, identity, "alice", "dba-requester")
-	bob := invite(t, admin, identity, "bob", "dba-reviewer")
+// dbLogin logs in to a database server over TLS as user with a client
+// certificate and key file, verifying the server, and returns the account
+// current_user names.
+type dbLogin func(user, certFile, keyFile string) (string, error)
 
-	id := decodeRequests(t, alice.ok("", accessBin, "request", "create", "--roles", "dba", "--reason", "migration", "--nowait", "--format", "json"))[0].ID
-	bob.ok("", accessBin, "request", "review", "--approve", "--reason", "ok", id)
+// TestDBCredsAgainstServers is the whole path with the real binaries and a
+// real PostgreSQL and MariaDB: alice's role request is approved, `access
+// creds --db DB --db-user alice` writes db.crt/db.key/db-ca.pem with a key
+// made on her machine, the DBA sets the server's client CA (ssl_ca_file,
+// ssl-ca) from `accessctl ca export --type db --resource DB` and creates
+// accounts that take a certificate of their own name only (pg_hba
+// "hostssl ... cert", REQUIRE SUBJECT '/CN=alice'), and the client logs in
+// as alice, verifying the server. The same certificate is refused for
+// another user, a certificate for the other granted db user opens that
+// user only, and a certificate for the billing database is refused.
+func TestDBCredsAgainstServers(t *testing.T) {
+	for _, db := range []struct {
+		name, resource string
+		// start runs the server trusting caPEM for client certificates,
+		// with accounts alice, bob and report.
+		start   func(t *testing.T, caPEM []byte) dbLogin
+		account string // current_user of user %s
+		// What the client reports for a certificate of another user when
+		// logging in as %s, and for one of another database's CA ("": it
+		// varies).
+		wrongUser, foreignCA string
+	}{{
+		name:     "postgres",
+		resource: "orders",
+		start: func(t *testing.T, caPEM []byte) dbLogin {
+			pg := pgtest.Start(t, pgtest.Options{ClientCAPEM: caPEM, HBA: pgtest.DefaultHBA})
+			pg.CreateCertUsers(t, "alice", "bob", "report")
+			return pg.CurrentUser
+		},
+		account:   "%s",
+		wrongUser: `certificate authentication failed for user "%s"`,
+		foreignCA: "unknown ca",
+	}, {
+		name:     "mariadb",
+		resource: "analytics",
+		start: func(t *testing.T, caPEM []byte) dbLogin {
+			m := mariadbtest.Start(t, mariadbtest.Options{ClientCAPEM: caPEM})
+			m.CreateCertUsers(t, "alice", "bob", "report")
+			return m.CurrentUser
+		},
+		account:   "%s@%%",
+		wrongUser: "Access denied for user '%s'",
+	}} {
+		t.Run(db.name, func(t *testing.T) {
+			c, admin, identity := setup(t)
+			c.Apply(dbRoles)
+			alice := invite(t, admin, identity, "alice", "dba-requester")
+			bob := invite(t, admin, identity, "bob", "dba-reviewer")
 
-	dir := t.TempDir()
-	out := alice.ok("", accessBin, "creds", id, "--db", "orders", "--db-user", "alice", "--out", dir, "--format", "json")
-	var res struct {
-		Files      []string `json:"files"`
-		Credential struct {
-			Resource string `json:"resource"`
-			Subject  string `json:"subject"`
-		} `json:"credential"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Credential.Resource != "orders" || res.Credential.Subject != "alice" {
-		t.Fatalf("access creds output %q: %v", out, err)
-	}
-	for name, mode := range map[string]os.FileMode{"db.key": 0o600, "db.crt": 0o644, "db-ca.pem": 0o644} {
-		st, err := os.Stat(filepath.Join(dir, name))
-		if err != nil || st.Mode().Perm() != mode {
-			t.Fatalf("%s: %v, mode %v want %v", name, err, st, mode)
-		}
-	}
-	if _, errOut, code := alice.run("", accessBin, "creds", id, "--db", "orders", "--db-user", "root", "--out", t.TempDir()); code != 1 || !strings.Contains(errOut, `"root"`) {
-		t.Fatalf("db user not granted: exit %d %q", code, errOut)
-	}
+			id := decodeRequests(t, alice.ok("", accessBin, "request", "create", "--roles", "dba", "--reason", "migration", "--nowait", "--format", "json"))[0].ID
+			bob.ok("", accessBin, "request", "review", "--approve", "--reason", "ok", id)
 
-	caPEM := admin.ok("", accessctlBin, "--identity", identity, "ca", "export", "--type", "db", "--resource", "orders")
-	if ca, _ := os.ReadFile(filepath.Join(dir, "db-ca.pem")); string(ca) != caPEM {
-		t.Fatalf("db-ca.pem differs from accessctl ca export:\n%s\n%s", ca, caPEM)
-	}
-	pg := pgtest.Start(t, pgtest.Options{ClientCAPEM: []byte(caPEM), HBA: pgtest.DefaultHBA})
-	if o, err := pg.PSQLLocal("create role alice login; create role bob login"); err != nil {
-		t.Fatalf("create roles: %v: %s", err, o)
-	}
-	crt, key := filepath.Join(dir, "db.crt"), filepath.Join(dir, "db.key")
-	if got, err := pg.PSQLCert("alice", crt, key, "select current_user"); err != nil || got != "alice" {
-		t.Fatalf("psql as alice with the issued certificate: %v: %q", err, got)
-	}
-	if got, err := pg.PSQLCert("bob", crt, key, "select current_user"); err == nil || !strings.Contains(err.Error(), `certificate authentication failed for user "bob"`) {
-		t.Fatalf("psql as bob with alice's certificate: %v: %q", err, got)
-	}
+			dir := t.TempDir()
+			out := alice.ok("", accessBin, "creds", id, "--db", db.resource, "--db-user", "alice", "--out", dir, "--format", "json")
+			var res struct {
+				Files      []string `json:"files"`
+				Credential struct {
+					Resource string `json:"resource"`
+					Subject  string `json:"subject"`
+				} `json:"credential"`
+			}
+			if err := json.Unmarshal([]byte(out), &res); err != nil || res.Credential.Resource != db.resource || res.Credential.Subject != "alice" {
+				t.Fatalf("access creds output %q: %v", out, err)
+			}
+			for name, mode := range map[string]os.FileMode{"db.key": 0o600, "db.crt": 0o644, "db-ca.pem": 0o644} {
+				st, err := os.Stat(filepath.Join(dir, name))
+				if err != nil || st.Mode().Perm() != mode {
+					t.Fatalf("%s: %v, mode %v want %v", name, err, st, mode)
+				}
+			}
+			if _, errOut, code := alice.run("", accessBin, "creds", id, "--db", db.resource, "--db-user", "root", "--out", t.TempDir()); code != 1 || !strings.Contains(errOut, `"root"`) {
+				t.Fatalf("db user not granted: exit %d %q", code, errOut)
+			}
 
-	other := t.TempDir()
-	alice.ok("", accessBin, "creds", id, "--db", "billing", "--db-user", "alice", "--out", other)
-	if got, err := pg.PSQLCert("alice", filepath.Join(other, "db.crt"), filepath.Join(other, "db.key"), "select current_user"); err == nil || !strings.Contains(err.Error(), "unknown ca") {
-		t.Fatalf("orders with a certificate for billing: %v: %q", err, got)
+			caPEM := admin.ok("", accessctlBin, "--identity", identity, "ca", "export", "--type", "db", "--resource", db.resource)
+			if ca, _ := os.ReadFile(filepath.Join(dir, "db-ca.pem")); string(ca) != caPEM {
+				t.Fatalf("db-ca.pem differs from accessctl ca export:\n%s\n%s", ca, caPEM)
+			}
+			login := db.start(t, []byte(caPEM))
+			// as logs in as user with the certificate and key `access creds`
+			// wrote to credsDir.
+			as := func(user, credsDir string) (string, error) {
+				return login(user, filepath.Join(credsDir, "db.crt"), filepath.Join(credsDir, "db.key"))
+			}
+			if got, err := as("alice", dir); err != nil || got != fmt.Sprintf(db.account, "alice") {
+				t.Fatalf("alice with the issued certificate: %v: %q", err, got)
+			}
+			if got, err := as("bob", dir); err == nil || !strings.Contains(err.Error(), fmt.Sprintf(db.wrongUser, "bob")) {
+				t.Fatalf("bob with alice's certificate: %v: %q", err, got)
+			}
+
+			// A certificate for the other granted db user opens that user only.
+			report := t.TempDir()
+			alice.ok("", accessBin, "creds", id, "--db", db.resource, "--db-user", "report", "--out", report)
+			if got, err := as("alice", report); err == nil || !strings.Contains(err.Error(), fmt.Sprintf(db.wrongUser, "alice")) {
+				t.Fatalf("alice with the certificate for report: %v: %q", err, got)
+			}
+			if got, err := as("report", report); err != nil || got != fmt.Sprintf(db.account, "report") {
+				t.Fatalf("report with its certificate: %v: %q", err, got)
+			}
+
+			billing := t.TempDir()
+			alice.ok("", accessBin, "creds", id, "--db", "billing", "--db-user", "alice", "--out", billing)
+			if got, err := as("alice", billing); err == nil || !strings.Contains(err.Error(), db.foreignCA) {
+				t.Fatalf("%s with a certificate for billing: %v: %q", db.resource, err, got)
+			}
+		})
 	}
 }
 

@@ -11,9 +11,7 @@ package mariadbtest
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -24,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
+	"github.com/gatehouse-dev/gatehouse/internal/proctest"
 	"github.com/gatehouse-dev/gatehouse/pki"
 )
 
@@ -57,9 +55,9 @@ func Start(t testing.TB, o Options) *Server {
 	if len(bytes.TrimSpace(o.ClientCAPEM)) == 0 {
 		t.Fatal("mariadbtest: Options.ClientCAPEM is required (ssl-ca)")
 	}
-	mariadbd := pgtest.Need(t, "mariadbd", "/usr/sbin/mariadbd")
-	installDB := pgtest.Need(t, "mariadb-install-db")
-	client := pgtest.Need(t, "mariadb")
+	mariadbd := proctest.Need(t, "mariadbd", "/usr/sbin/mariadbd")
+	installDB := proctest.Need(t, "mariadb-install-db")
+	client := proctest.Need(t, "mariadb")
 
 	dir, err := os.MkdirTemp("", "gatehouse-mariadb-")
 	if err != nil {
@@ -70,11 +68,11 @@ func Start(t testing.TB, o Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Client: client, Dir: dir, Socket: filepath.Join(dir, "mysqld.sock"), Host: "127.0.0.1", Port: freePort(t)}
-	s.ServerCAFile = write(t, filepath.Join(dir, "server-ca.crt"), srvCA)
-	crt := write(t, filepath.Join(dir, "server.crt"), srvCert)
-	key := write(t, filepath.Join(dir, "server.key"), srvKey)
-	s.ClientCAFile = write(t, filepath.Join(dir, "client-ca.crt"), o.ClientCAPEM)
+	s := &Server{Client: client, Dir: dir, Socket: filepath.Join(dir, "mysqld.sock"), Host: "127.0.0.1", Port: proctest.FreePort(t)}
+	s.ServerCAFile = proctest.WriteFile(t, filepath.Join(dir, "server-ca.crt"), srvCA)
+	crt := proctest.WriteFile(t, filepath.Join(dir, "server.crt"), srvCert)
+	key := proctest.WriteFile(t, filepath.Join(dir, "server.key"), srvKey)
+	s.ClientCAFile = proctest.WriteFile(t, filepath.Join(dir, "client-ca.crt"), o.ClientCAPEM)
 	data := filepath.Join(dir, "data")
 
 	me, err := user.Current()
@@ -92,44 +90,9 @@ func Start(t testing.TB, o Options) *Server {
 		"--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=16M",
 		"--ssl-ca="+s.ClientCAFile, "--ssl-cert="+crt, "--ssl-key="+key)
 	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out bytes.Buffer
-	srv.Stdout, srv.Stderr = &out, &out
-	if err := srv.Start(); err != nil {
+	p := proctest.Start(t, srv, proctest.Options{Name: "mariadbd", Stop: syscall.SIGTERM, LogFile: errLog})
+	if err := p.Ready(60*time.Second, proctest.Answers(s.Root, "select 1", "1")); err != nil {
 		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Wait() }()
-	logs := func() string {
-		b, _ := os.ReadFile(errLog)
-		return out.String() + string(b)
-	}
-	t.Cleanup(func() {
-		_ = srv.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = srv.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("mariadbd log:\n%s", logs())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		res, err := s.Root("select 1")
-		if err == nil && res == "1" {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("mariadbd exited: %v\n%s", err, logs())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mariadbd not ready: %v %s\n%s", err, res, logs())
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 	return s
 }
@@ -147,34 +110,26 @@ func (s *Server) Root(sql string) (string, error) {
 // (--ssl-verify-server-cert against ServerCAFile), runs sql and returns
 // its output; on failure the error carries the client's message.
 func (s *Server) Cert(user, certFile, keyFile, sql string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.Client, "--no-defaults", "--protocol=TCP", "-h", s.Host, "-P", strconv.Itoa(s.Port),
+	return proctest.RunClient(s.Client, "--no-defaults", "--protocol=TCP", "-h", s.Host, "-P", strconv.Itoa(s.Port),
 		"-u", user, "--ssl", "--ssl-verify-server-cert", "--ssl-ca="+s.ServerCAFile, "--ssl-cert="+certFile, "--ssl-key="+keyFile,
 		"--connect-timeout=5", "-N", "-B", "-e", sql)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		err = fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	return strings.TrimSpace(string(out)), err
 }
 
-func write(t testing.TB, path string, data []byte) string {
+// CreateCertUsers creates an account name@'%' for each name that requires
+// a client certificate with subject /CN=name.
+func (s *Server) CreateCertUsers(t testing.TB, names ...string) {
 	t.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
+	var sql strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&sql, "CREATE USER '%s'@'%%' REQUIRE SUBJECT '/CN=%s';\n", n, n)
 	}
-	return path
+	if out, err := s.Root(sql.String()); err != nil {
+		t.Fatalf("create users %v: %v: %s", names, err, out)
+	}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+// CurrentUser logs in as user with Cert and returns select
+// current_user(): the account the certificate opened, user@%.
+func (s *Server) CurrentUser(user, certFile, keyFile string) (string, error) {
+	return s.Cert(user, certFile, keyFile, "select current_user()")
 }

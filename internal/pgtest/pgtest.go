@@ -12,20 +12,18 @@ package pgtest
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/proctest"
 	"github.com/gatehouse-dev/gatehouse/pki"
 )
 
@@ -61,32 +59,6 @@ type Server struct {
 	cred *syscall.Credential
 }
 
-// Need finds a binary among candidates (paths, globs or names on the
-// PATH); without one the test is skipped, or fails when
-// GATEHOUSE_REQUIRE_SERVERS=1.
-func Need(t testing.TB, candidates ...string) string {
-	t.Helper()
-	for _, c := range candidates {
-		if strings.ContainsRune(c, '*') {
-			m, _ := filepath.Glob(c)
-			slices.Sort(m)
-			if len(m) > 0 {
-				return m[len(m)-1]
-			}
-			continue
-		}
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	msg := "needs " + strings.Join(candidates, " or ") + " (make test-deps installs it)"
-	if os.Getenv("GATEHOUSE_REQUIRE_SERVERS") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
 // Start runs initdb and postgres until the test ends. PostgreSQL refuses
 // to run as root, so as root both run as the "postgres" OS user.
 func Start(t testing.TB, o Options) *Server {
@@ -94,7 +66,7 @@ func Start(t testing.TB, o Options) *Server {
 	if len(bytes.TrimSpace(o.ClientCAPEM)) == 0 {
 		t.Fatal("pgtest: Options.ClientCAPEM is required (ssl_ca_file)")
 	}
-	initdb := Need(t, os.Getenv("GATEHOUSE_PG_BIN")+"/initdb", "/usr/lib/postgresql/*/bin/initdb", "initdb")
+	initdb := proctest.Need(t, os.Getenv("GATEHOUSE_PG_BIN")+"/initdb", "/usr/lib/postgresql/*/bin/initdb", "initdb")
 	bin := filepath.Dir(initdb)
 
 	var cred *syscall.Credential
@@ -121,7 +93,7 @@ func Start(t testing.TB, o Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Bin: bin, Dir: dir, Socket: dir, Host: "127.0.0.1", Port: freePort(t), cred: cred, data: filepath.Join(dir, "data")}
+	s := &Server{Bin: bin, Dir: dir, Socket: dir, Host: "127.0.0.1", Port: proctest.FreePort(t), cred: cred, data: filepath.Join(dir, "data")}
 	s.ServerCAFile = filepath.Join(dir, "server-ca.crt")
 	s.ClientCAFile = filepath.Join(dir, "client-ca.crt")
 	s.write(t, s.ServerCAFile, srvCA)
@@ -160,41 +132,9 @@ log_connections = on
 	}
 	s.write(t, filepath.Join(s.data, "pg_hba.conf"), []byte(hba))
 
-	var log bytes.Buffer
-	srv := s.command("postgres", "-D", s.data)
-	srv.Stdout, srv.Stderr = &log, &log
-	if err := srv.Start(); err != nil {
+	pg := proctest.Start(t, s.command("postgres", "-D", s.data), proctest.Options{Name: "postgres", Stop: syscall.SIGINT}) // SIGINT: fast shutdown
+	if err := pg.Ready(30*time.Second, proctest.Answers(s.PSQLLocal, "select 1", "1")); err != nil {
 		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Wait() }()
-	t.Cleanup(func() {
-		_ = srv.Process.Signal(syscall.SIGINT) // fast shutdown
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = srv.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("postgres log:\n%s", log.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, err := s.PSQLLocal("select 1")
-		if err == nil && out == "1" {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("postgres exited: %v\n%s", err, log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("postgres not ready: %v %s\n%s", err, out, log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	return s
 }
@@ -204,20 +144,22 @@ log_connections = on
 func (s *Server) SetClientCA(t testing.TB, caPEM []byte) {
 	t.Helper()
 	s.write(t, s.ClientCAFile, caPEM)
-	if out, err := s.PSQLLocal("select pg_reload_conf()"); err != nil || out != "t" {
-		t.Fatalf("reload: %v: %s", err, out)
-	}
-	// The reload is asynchronous: wait until the postmaster has read it.
-	time.Sleep(500 * time.Millisecond)
+	s.reload(t)
 }
 
 // SetHBA rewrites pg_hba.conf and reloads the configuration.
 func (s *Server) SetHBA(t testing.TB, hba string) {
 	t.Helper()
 	s.write(t, filepath.Join(s.data, "pg_hba.conf"), []byte(hba))
+	s.reload(t)
+}
+
+func (s *Server) reload(t testing.TB) {
+	t.Helper()
 	if out, err := s.PSQLLocal("select pg_reload_conf()"); err != nil || out != "t" {
 		t.Fatalf("reload: %v: %s", err, out)
 	}
+	// The reload is asynchronous: wait until the postmaster has read it.
 	time.Sleep(500 * time.Millisecond)
 }
 
@@ -239,16 +181,26 @@ func (s *Server) PSQLLocal(sql string) (string, error) {
 func (s *Server) PSQLCert(user, certFile, keyFile, sql string) (string, error) {
 	conn := fmt.Sprintf("host=%s port=%d dbname=postgres user=%s sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s connect_timeout=5",
 		s.Host, s.Port, user, s.ServerCAFile, certFile, keyFile)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(s.Bin, "psql"), "-X", "-w", "-A", "-t", "-c", sql, conn)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		err = fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	return proctest.RunClient(filepath.Join(s.Bin, "psql"), "-X", "-w", "-A", "-t", "-c", sql, conn)
+}
+
+// CreateCertUsers creates a login role for each name: under DefaultHBA a
+// client certificate whose CN is the name logs in as it.
+func (s *Server) CreateCertUsers(t testing.TB, names ...string) {
+	t.Helper()
+	var sql strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&sql, "create role %q login;", n)
 	}
-	return strings.TrimSpace(string(out)), err
+	if out, err := s.PSQLLocal(sql.String()); err != nil {
+		t.Fatalf("create roles %v: %v: %s", names, err, out)
+	}
+}
+
+// CurrentUser logs in as user with PSQLCert and returns select
+// current_user: the role the certificate opened.
+func (s *Server) CurrentUser(user, certFile, keyFile string) (string, error) {
+	return s.PSQLCert(user, certFile, keyFile, "select current_user")
 }
 
 func (s *Server) command(name string, args ...string) *exec.Cmd {
@@ -264,10 +216,7 @@ func (s *Server) command(name string, args ...string) *exec.Cmd {
 // write writes a file the server reads, owned by the server's OS user.
 func (s *Server) write(t testing.TB, path string, data []byte) {
 	t.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.chown(t, path)
+	s.chown(t, proctest.WriteFile(t, path, data))
 }
 
 func (s *Server) chown(t testing.TB, path string) {
@@ -278,14 +227,4 @@ func (s *Server) chown(t testing.TB, path string) {
 	if err := os.Chown(path, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

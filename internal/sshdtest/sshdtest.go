@@ -4,22 +4,22 @@
 package sshdtest
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse-dev/gatehouse/internal/proctest"
 )
 
 // InstallHint says how to get OpenSSH.
@@ -35,11 +35,7 @@ func Binary(t testing.TB) string {
 	if err != nil {
 		p = "/usr/sbin/sshd"
 		if _, err := os.Stat(p); err != nil {
-			msg := "sshd not found in PATH or at /usr/sbin/sshd: " + InstallHint
-			if os.Getenv("GATEHOUSE_REQUIRE_SERVERS") == "1" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+			proctest.Missing(t, "sshd not found in PATH or at /usr/sbin/sshd: "+InstallHint)
 		}
 	}
 	abs, err := filepath.Abs(p)
@@ -69,34 +65,17 @@ func Logins(t testing.TB) (granted, other string) {
 	return "", ""
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Server is a running sshd.
 type Server struct {
 	// Addr is 127.0.0.1:PORT.
 	Addr string
 	// HostKey is the server's ed25519 host key.
 	HostKey ssh.PublicKey
-	log     *logBuffer
+	sshd    *proctest.Process
 }
 
 // Logs returns what sshd logged so far (LogLevel VERBOSE).
-func (s *Server) Logs() string { return s.log.String() }
+func (s *Server) Logs() string { return s.sshd.Logs() }
 
 // Start runs a stock sshd on loopback that trusts caPubs for user
 // certificates, stopped when the test ends. With principals (local user ->
@@ -152,7 +131,7 @@ func Start(t testing.TB, caPubs []ssh.PublicKey, principals map[string]string) *
 	}
 
 	for attempt := 1; ; attempt++ {
-		port := freePort(t)
+		port := proctest.FreePort(t)
 		cfg := fmt.Sprintf(`ListenAddress 127.0.0.1:%d
 HostKey %s
 PidFile %s
@@ -184,67 +163,14 @@ LogLevel VERBOSE
 			t.Fatalf("sshd -t: %v\n%s", err, out)
 		}
 
-		logs := &logBuffer{}
-		cmd := exec.Command(bin, "-D", "-e", "-f", cfgPath)
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start sshd: %v", err)
+		sshd := proctest.Start(t, exec.Command(bin, "-D", "-e", "-f", cfgPath), proctest.Options{Name: "sshd on port " + strconv.Itoa(port), Stop: os.Interrupt})
+		if err := sshd.Ready(10*time.Second, sshd.LogSays("Server listening on")); err != nil {
+			sshd.Stop()
+			if attempt < 3 && strings.Contains(sshd.Logs(), "Bind to port") {
+				continue // port taken meanwhile: try another
+			}
+			t.Fatal(err)
 		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-
-		srv := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), HostKey: hostKey, log: logs}
-		ready, retry := false, false
-		deadline := time.Now().Add(10 * time.Second)
-	wait:
-		for time.Now().Before(deadline) {
-			select {
-			case err := <-exited:
-				if attempt < 3 && strings.Contains(logs.String(), "Bind to port") {
-					retry = true // port taken meanwhile: try another
-					break wait
-				}
-				t.Fatalf("sshd exited at start: %v\n%s", err, logs.String())
-			case <-time.After(20 * time.Millisecond):
-			}
-			if strings.Contains(logs.String(), "Server listening on") {
-				ready = true
-				break wait
-			}
-		}
-		if retry {
-			continue
-		}
-		if !ready {
-			_ = cmd.Process.Kill()
-			<-exited
-			if attempt < 3 && strings.Contains(logs.String(), "Bind to port") {
-				continue
-			}
-			t.Fatalf("sshd did not start listening within 10s:\n%s", logs.String())
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-exited:
-			case <-time.After(5 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-			if t.Failed() {
-				t.Logf("sshd %s log:\n%s", srv.Addr, logs.String())
-			}
-		})
-		return srv
+		return &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), HostKey: hostKey, sshd: sshd}
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
