@@ -256,17 +256,8 @@ func (s *Service) issueDB(ctx context.Context, r access.Request, granted access.
 	if err != nil {
 		return access.IssuedCredential{}, err
 	}
-	ok, allowed := access.DBUserAllowed(granted, in.DBUser)
-	if !ok {
-		list := "none"
-		if len(allowed) > 0 {
-			list = strings.Join(allowed, ", ")
-		}
-		if access.MatchAnyValue(allowed, in.DBUser) {
-			list += "; a deny.db_users entry refuses it"
-		}
-		return access.IssuedCredential{}, fmt.Errorf("%w: database user %q is not granted (the granted roles %s allow: %s)",
-			access.ErrForbidden, in.DBUser, strings.Join(r.GrantedRoles, ", "), list)
+	if ok, allowed := access.DBUserAllowed(granted, in.DBUser); !ok {
+		return access.IssuedCredential{}, notGranted("database user", "db_users", in.DBUser, r, allowed)
 	}
 	return s.issuer.IssueDB(ctx, res.Metadata.Name, in.CSR, in.DBUser, nb, na)
 }
@@ -330,17 +321,8 @@ func (s *Service) issueDesktop(ctx context.Context, c Caller, r access.Request, 
 	if res.Spec.Domain == "" {
 		return access.IssuedCredential{}, fmt.Errorf("%w: windows_desktop %s has no spec.domain: ask an admin to set it; the certificate names login@domain", access.ErrInvalid, res.Metadata.Name)
 	}
-	ok, allowed := access.DesktopLoginAllowed(granted, in.Login)
-	if !ok {
-		list := "none"
-		if len(allowed) > 0 {
-			list = strings.Join(allowed, ", ")
-		}
-		if access.MatchAnyValue(allowed, in.Login) {
-			list += "; a deny.windows_desktop_logins entry refuses it"
-		}
-		return access.IssuedCredential{}, fmt.Errorf("%w: Windows login %q is not granted (the granted roles %s allow: %s)",
-			access.ErrForbidden, in.Login, strings.Join(r.GrantedRoles, ", "), list)
+	if ok, allowed := access.DesktopLoginAllowed(granted, in.Login); !ok {
+		return access.IssuedCredential{}, notGranted("Windows login", "windows_desktop_logins", in.Login, r, allowed)
 	}
 	var sid string
 	if v := c.User.Spec.Traits[WindowsSIDTrait]; len(v) > 0 {
@@ -473,4 +455,19 @@ func (s *Service) indexedDesktopDomain(ctx context.Context, domain string) (bool
 		}
 	}
 	return has(), nil
+}
+
+// notGranted is the refusal of a value (a database user, a Windows login)
+// that the grant's roles do not allow: it lists what they do allow and says
+// when a deny entry is what refuses it.
+func notGranted(what, field, value string, r access.Request, allowed []string) error {
+	list := "none"
+	if len(allowed) > 0 {
+		list = strings.Join(allowed, ", ")
+	}
+	if access.MatchAnyValue(allowed, value) {
+		list += "; a deny." + field + " entry refuses it"
+	}
+	return fmt.Errorf("%w: %s %q is not granted (the granted roles %s allow: %s)",
+		access.ErrForbidden, what, value, strings.Join(r.GrantedRoles, ", "), list)
 }
