@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/integrations/discord"
 	"github.com/gatehouse-dev/gatehouse/integrations/mattermost"
 	"github.com/gatehouse-dev/gatehouse/integrations/slack"
+	"github.com/gatehouse-dev/gatehouse/metrics"
 	"github.com/gatehouse-dev/gatehouse/outbox"
 	"github.com/gatehouse-dev/gatehouse/service"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -133,7 +134,7 @@ func Start(ctx context.Context, cfg Config, svc *service.Service, st *store.Stor
 		for p, h := range a.Routes() {
 			chat.Routes[p] = h
 		}
-		chat.workers.Go(func() { deliver(ctx, st, a, cfg.PublicURL, log) })
+		chat.workers.Go(func() { deliver(ctx, st, a, cfg.PublicURL, svc.Metrics(), log) })
 	}
 	if socketMode != nil {
 		chat.workers.Go(func() {
@@ -147,13 +148,13 @@ func Start(ctx context.Context, cfg Config, svc *service.Service, st *store.Stor
 
 // deliver runs the platform's outbox worker while this replica holds the
 // platform's election; the worker is woken by a watch on its outbox.
-func deliver(ctx context.Context, st *store.Store, p bot.Platform, publicURL string, log *slog.Logger) {
+func deliver(ctx context.Context, st *store.Store, p bot.Platform, publicURL string, m *metrics.Metrics, log *slog.Logger) {
 	log = log.With("platform", p.Name())
 	d := &bot.Deliverer{Store: st, Platform: p, PublicURL: publicURL, Log: log}
 	run := func(ctx context.Context) {
 		log.Info("leading chat delivery")
 		w := &outbox.Worker{Store: st, Platform: p.Name(), Deliver: d.Deliver, Log: log,
-			Wake: st.WatchOutbox(ctx, p.Name()), WriteAhead: bot.WriteAhead}
+			Wake: st.WatchOutbox(ctx, p.Name()), WriteAhead: bot.WriteAhead, Metrics: m}
 		w.Run(ctx)
 	}
 	if err := st.RunElected(ctx, "outbox-"+p.Name(), run); err != nil && ctx.Err() == nil {

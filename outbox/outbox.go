@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/metrics"
 )
 
 // Backoff bounds. A platform outage delays delivery; it never drops a
@@ -57,6 +58,8 @@ type Worker struct {
 	// the next delivery knows to look. Messages whose delivery is
 	// idempotent (an edit) skip the extra write.
 	WriteAhead func(access.OutboxMessage) bool
+	// Metrics counts deliveries and reports the backlog; nil: none.
+	Metrics *metrics.Metrics
 }
 
 // RunOnce delivers every due message once, oldest first, and reports how
@@ -68,6 +71,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	w.reportBacklog(msgs, now)
 	delivered := 0
 	for _, m := range msgs {
 		if ctx.Err() != nil {
@@ -97,6 +101,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 			if err := w.Store.DeleteOutbox(ctx, stored, ev); err != nil && !errors.Is(err, access.ErrNotFound) {
 				return delivered, err
 			}
+			w.Metrics.OutboxDelivery(w.Platform, metrics.OutboxSkipped)
 			continue
 		}
 		if errors.Is(err, ErrPermanent) {
@@ -106,6 +111,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 			if err := w.Store.DeleteOutbox(ctx, stored, ev); err != nil && !errors.Is(err, access.ErrNotFound) {
 				return delivered, err
 			}
+			w.Metrics.OutboxDelivery(w.Platform, metrics.OutboxDropped)
 			continue
 		}
 		if err != nil {
@@ -117,6 +123,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 			if _, uerr := w.Store.UpdateOutbox(ctx, failed); uerr != nil && !errors.Is(uerr, access.ErrConflict) {
 				return delivered, uerr
 			}
+			w.Metrics.OutboxDelivery(w.Platform, metrics.OutboxRetried)
 			continue
 		}
 		ev := access.AuditEvent{Time: now, Type: "notify." + w.Platform, Actor: "system", RequestID: m.RequestID, Outcome: "success",
@@ -124,15 +131,30 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		if err := w.Store.DeleteOutbox(ctx, stored, ev); err != nil && !errors.Is(err, access.ErrNotFound) {
 			return delivered, err
 		}
+		w.Metrics.OutboxDelivery(w.Platform, metrics.OutboxDelivered)
 		delivered++
 	}
 	return delivered, nil
+}
+
+// reportBacklog records how many messages wait and since when.
+func (w *Worker) reportBacklog(msgs []access.OutboxMessage, now time.Time) {
+	if w.Metrics == nil {
+		return
+	}
+	var oldest time.Duration
+	for _, m := range msgs {
+		oldest = max(oldest, now.Sub(m.Created))
+	}
+	w.Metrics.OutboxBacklog(w.Platform, len(msgs), oldest)
 }
 
 // Run delivers until ctx ends (call it under the platform's election).
 func (w *Worker) Run(ctx context.Context) {
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
+	// Another replica reports the backlog once it leads.
+	defer w.Metrics.OutboxStopped(w.Platform)
 	for {
 		if _, err := w.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			w.log().Warn("outbox pass failed", "platform", w.Platform, "err", err)

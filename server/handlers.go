@@ -73,7 +73,6 @@ func (s *Server) handleCreateRequest(w http.ResponseWriter, r *http.Request, c s
 		writeError(w, err)
 		return
 	}
-	s.metrics.requests.WithLabelValues(string(req.State)).Inc()
 	writeJSON(w, http.StatusCreated, req)
 }
 
@@ -96,17 +95,14 @@ func (s *Server) handleListRequests(w http.ResponseWriter, r *http.Request, c se
 
 func (s *Server) handleGetRequest(w http.ResponseWriter, r *http.Request, c service.Caller) {
 	req, err := s.svc.GetRequest(r.Context(), c, r.PathValue("id"))
-	s.answerRequest(w, req, err, "")
+	s.answerRequest(w, req, err)
 }
 
-// answerRequest writes a request or the error, and counts state changes.
-func (s *Server) answerRequest(w http.ResponseWriter, req access.Request, err error, before access.State) {
+// answerRequest writes a request or the error.
+func (s *Server) answerRequest(w http.ResponseWriter, req access.Request, err error) {
 	if err != nil {
 		writeError(w, err)
 		return
-	}
-	if before != "" && req.State != before {
-		s.metrics.requests.WithLabelValues(string(req.State)).Inc()
 	}
 	writeJSON(w, http.StatusOK, req)
 }
@@ -119,7 +115,7 @@ func (s *Server) handleReview(w http.ResponseWriter, r *http.Request, c service.
 	}
 	in.Verdict = access.Verdict(strings.ToUpper(string(in.Verdict)))
 	req, err := s.svc.Review(r.Context(), c, r.PathValue("id"), service.ReviewInput{Verdict: in.Verdict, Reason: in.Reason, Roles: in.Roles})
-	s.answerRequest(w, req, err, access.StatePending)
+	s.answerRequest(w, req, err)
 }
 
 func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request, c service.Caller) {
@@ -130,7 +126,7 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request, c service.
 	}
 	in.Verdict = access.Verdict(strings.ToUpper(string(in.Verdict)))
 	req, err := s.svc.AdminDecide(r.Context(), c, r.PathValue("id"), service.ReviewInput{Verdict: in.Verdict, Reason: in.Reason, Roles: in.Roles})
-	s.answerRequest(w, req, err, access.StatePending)
+	s.answerRequest(w, req, err)
 }
 
 // decodeOptional reads an optional JSON body.
@@ -148,7 +144,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, c service.
 		return
 	}
 	req, err := s.svc.Cancel(r.Context(), c, r.PathValue("id"))
-	s.answerRequest(w, req, err, access.StatePending)
+	s.answerRequest(w, req, err)
 }
 
 func (s *Server) handleDrop(w http.ResponseWriter, r *http.Request, c service.Caller) {
@@ -158,7 +154,7 @@ func (s *Server) handleDrop(w http.ResponseWriter, r *http.Request, c service.Ca
 		return
 	}
 	req, err := s.svc.Drop(r.Context(), c, r.PathValue("id"))
-	s.answerRequest(w, req, err, access.StateApproved)
+	s.answerRequest(w, req, err)
 }
 
 func (s *Server) handleDropAll(w http.ResponseWriter, r *http.Request, c service.Caller) {
@@ -166,9 +162,6 @@ func (s *Server) handleDropAll(w http.ResponseWriter, r *http.Request, c service
 	if err != nil {
 		writeError(w, err)
 		return
-	}
-	for range dropped {
-		s.metrics.requests.WithLabelValues(string(access.StateDropped)).Inc()
 	}
 	if dropped == nil {
 		dropped = []access.Request{}
@@ -183,7 +176,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, c service.
 		return
 	}
 	req, err := s.svc.Revoke(r.Context(), c, r.PathValue("id"), in.Reason)
-	s.answerRequest(w, req, err, access.StateApproved)
+	s.answerRequest(w, req, err)
 }
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, c service.Caller) {

@@ -16,11 +16,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/api"
+	"github.com/gatehouse-dev/gatehouse/metrics"
 	"github.com/gatehouse-dev/gatehouse/pki"
 	"github.com/gatehouse-dev/gatehouse/service"
 )
@@ -47,15 +47,17 @@ type Server struct {
 	log     *slog.Logger
 	ready   []Readiness
 	mux     *http.ServeMux
-	metrics *metrics
+	metrics *metrics.Metrics
 	// throttle bounds the anonymous login routes per address (throttle.go).
 	throttle loginThrottles
 }
 
-// New builds the API handler over svc. ready checks run on /readyz.
-func New(svc *service.Service, log *slog.Logger, reg *prometheus.Registry, ready ...Readiness) *Server {
-	s := &Server{svc: svc, log: log, ready: ready, mux: http.NewServeMux(), metrics: newMetrics(reg), throttle: newLoginThrottles(time.Now)}
-	s.routes(reg)
+// New builds the API handler over svc; m records its calls, and /metrics
+// serves m's registry (the service's metrics should go to the same m).
+// ready checks run on /readyz.
+func New(svc *service.Service, log *slog.Logger, m *metrics.Metrics, ready ...Readiness) *Server {
+	s := &Server{svc: svc, log: log, ready: ready, mux: http.NewServeMux(), metrics: m, throttle: newLoginThrottles(time.Now)}
+	s.routes()
 	return s
 }
 
@@ -102,7 +104,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tc *tls.Config) err
 	}
 }
 
-func (s *Server) routes(reg *prometheus.Registry) {
+func (s *Server) routes() {
 	open := func(pattern string, h http.HandlerFunc) { s.mux.Handle(pattern, s.instrument(pattern, h)) }
 	authed := func(pattern string, h func(http.ResponseWriter, *http.Request, service.Caller)) {
 		s.mux.Handle(pattern, s.instrument(pattern, s.authenticate(h)))
@@ -111,7 +113,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	open("GET /readyz", s.handleReady)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Gatherer(), promhttp.HandlerOpts{}))
 	open("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(api.OpenAPI)

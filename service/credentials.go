@@ -33,6 +33,7 @@ type CredentialInput struct {
 // refused ones too.
 func (s *Service) IssueCredential(ctx context.Context, c Caller, id string, in CredentialInput) (access.IssuedCredential, error) {
 	cred, err := s.issueCredential(ctx, c, id, in)
+	s.metrics.CredentialRequested(in.Kind, err)
 	outcome, fields := OutcomeSuccess, map[string]any{"kind": in.Kind}
 	if in.Resource != "" {
 		fields["resource"] = in.Resource

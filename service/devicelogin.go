@@ -232,6 +232,16 @@ func (s *Service) deviceLoginFor(ctx context.Context, c Caller, code string) (ac
 // for bad input. Of concurrent redeems of one code exactly one gets a
 // certificate.
 func (s *Service) RedeemDeviceLogin(ctx context.Context, code, csrPEM string) (LoginResult, error) {
+	res, err := s.redeemDeviceLogin(ctx, code, csrPEM)
+	// A code still waiting for its confirmation is not an outcome yet: the
+	// CLI asks again.
+	if !errors.Is(err, ErrDeviceLoginPending) {
+		s.metrics.LoggedIn("device", err)
+	}
+	return res, err
+}
+
+func (s *Service) redeemDeviceLogin(ctx context.Context, code, csrPEM string) (LoginResult, error) {
 	norm, ok := normalizeLoginCode(code)
 	if !ok {
 		return LoginResult{}, fmt.Errorf("%w: login code %q: want 8 letters and digits as XXXX-XXXX", access.ErrInvalid, code)

@@ -53,6 +53,16 @@ type LoginResult struct {
 // Login checks a password (or consumes an invite token and sets the
 // password) and signs a session certificate for the CSR's key.
 func (s *Service) Login(ctx context.Context, in LoginInput) (LoginResult, error) {
+	res, err := s.login(ctx, in)
+	method := "password"
+	if in.InviteToken != "" {
+		method = "invite"
+	}
+	s.metrics.LoggedIn(method, err)
+	return res, err
+}
+
+func (s *Service) login(ctx context.Context, in LoginInput) (LoginResult, error) {
 	if err := access.ValidName(in.User); err != nil {
 		return LoginResult{}, errBadLogin
 	}

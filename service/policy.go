@@ -66,7 +66,9 @@ func (s *Service) decide(ctx context.Context, c Caller, r *access.Request, resou
 	}
 	in := s.policyInput(c, r, resources, now)
 	fields["policy_input"] = in
+	start := time.Now()
 	d, err := s.policy.Decide(ctx, in)
+	defer func() { s.metrics.PolicyDecided(r.Decision.Outcome, time.Since(start)) }()
 	if err != nil {
 		r.Thresholds = []access.Threshold{access.PolicyErrorThreshold(s.cfg.FallbackReviewers)}
 		r.Decision = &access.Decision{Outcome: OutcomePolicyError, Reasons: []string{err.Error()}}

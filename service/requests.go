@@ -109,6 +109,10 @@ func (s *Service) CreateRequest(ctx context.Context, c Caller, in CreateRequestI
 		return access.Request{}, fmt.Errorf("store request: %w", err)
 	}
 	s.log.Info("request created", "id", created.ID, "user", created.User, "roles", created.Roles, "resources", created.Resources)
+	s.metrics.RequestEntered(access.StatePending)
+	if created.State != access.StatePending {
+		s.metrics.RequestEntered(created.State)
+	}
 	return created, nil
 }
 
@@ -422,6 +426,7 @@ func (s *Service) update(ctx context.Context, id string, fn func(*access.Request
 	}
 	if r.State != before.State {
 		s.log.Info("request state changed", "id", r.ID, "from", before.State, "to", r.State)
+		s.metrics.RequestEntered(r.State)
 	}
 	return r, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/inventory"
+	"github.com/gatehouse-dev/gatehouse/metrics"
 )
 
 // Config holds the service-wide settings from accessd.yaml.
@@ -93,6 +94,9 @@ type Service struct {
 	issuer access.CredentialIssuer
 	// kek seals the cluster TLS CA key (clusterca.go); zero: kept in the clear.
 	kek ca.KEK
+	// metrics records state changes, decisions, credentials and logins;
+	// nil records nothing.
+	metrics *metrics.Metrics
 }
 
 // Option configures a Service.
@@ -110,6 +114,9 @@ func WithPolicy(e access.PolicyEngine, check func(access.PolicyBundle) error) Op
 	return func(s *Service) { s.policy, s.checkBundle = e, check }
 }
 
+// WithMetrics records what the service does into m.
+func WithMetrics(m *metrics.Metrics) Option { return func(s *Service) { s.metrics = m } }
+
 // New returns the services over st, searching idx.
 func New(cfg Config, st access.Store, idx *inventory.Index, opts ...Option) *Service {
 	cfg.setDefaults()
@@ -122,6 +129,10 @@ func New(cfg Config, st access.Store, idx *inventory.Index, opts ...Option) *Ser
 
 // Config returns the effective configuration.
 func (s *Service) Config() Config { return s.cfg }
+
+// Metrics returns what the service records into (for wiring the workers
+// that act for it); nil when it records nothing.
+func (s *Service) Metrics() *metrics.Metrics { return s.metrics }
 
 // Store returns the underlying store (for wiring only).
 func (s *Service) Store() access.Store { return s.store }

@@ -29,6 +29,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/chatops"
 	"github.com/gatehouse-dev/gatehouse/inventory"
+	"github.com/gatehouse-dev/gatehouse/metrics"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/server"
 	"github.com/gatehouse-dev/gatehouse/service"
@@ -328,8 +329,11 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
 	if pd != nil {
-		go deliverPagerDuty(ctx, st, pd, log)
+		go deliverPagerDuty(ctx, st, pd, m, log)
 	}
 	// The KEK comes before Bootstrap, which seals the cluster CA key with it.
 	kek, kekSource, err := loadKEK(cfg)
@@ -340,7 +344,7 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 	if err != nil {
 		return err
 	}
-	opts := []service.Option{service.WithLogger(log), service.WithPolicy(policy, policies.CheckBundle), service.WithKEK(kek)}
+	opts := []service.Option{service.WithLogger(log), service.WithPolicy(policy, policies.CheckBundle), service.WithKEK(kek), service.WithMetrics(m)}
 	if authority != nil {
 		opts = append(opts, service.WithIssuer(authority))
 	}
@@ -396,9 +400,7 @@ func run(ctx context.Context, cfg Config, demoDir string) error {
 		go watchPolicyDir(ctx, cfg.Policies.Dir, st, svc, log)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api := server.New(svc, log, reg, st.Ping, func(ctx context.Context) error {
+	api := server.New(svc, log, m, st.Ping, func(ctx context.Context) error {
 		select {
 		case <-idx.Ready():
 			return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/integrations/pagerduty"
+	"github.com/gatehouse-dev/gatehouse/metrics"
 	"github.com/gatehouse-dev/gatehouse/outbox"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/service"
@@ -61,8 +62,8 @@ func openPolicy(ctx context.Context, cfg Config, st *store.Store, pd *pagerduty.
 
 // deliverPagerDuty runs the PagerDuty outbox worker while this replica
 // holds its election: the incidents the policy's notify asked for.
-func deliverPagerDuty(ctx context.Context, st *store.Store, pd *pagerduty.Directory, log *slog.Logger) {
-	w := &outbox.Worker{Store: st, Platform: access.PlatformPagerDuty, Log: log,
+func deliverPagerDuty(ctx context.Context, st *store.Store, pd *pagerduty.Directory, m *metrics.Metrics, log *slog.Logger) {
+	w := &outbox.Worker{Store: st, Platform: access.PlatformPagerDuty, Log: log, Metrics: m,
 		Deliver: func(ctx context.Context, m access.OutboxMessage) error {
 			_, err := pd.CreateIncident(ctx, m.Target, m.Title, m.Body, m.ID)
 			return err

@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/inventory"
 	"github.com/gatehouse-dev/gatehouse/manifest"
+	"github.com/gatehouse-dev/gatehouse/metrics"
 	"github.com/gatehouse-dev/gatehouse/pki"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/server"
@@ -136,7 +137,8 @@ func startConfig(t testing.TB, st *store.Store, cfg service.Config, opts ...serv
 		t.Fatal(err)
 	}
 	opts = append(opts, service.WithIssuer(ca.NewAuthority(ca.NewManager(keys, kek))), service.WithKEK(kek))
-	svc := service.New(cfg, st, idx, append([]service.Option{service.WithLogger(log)}, opts...)...)
+	m := metrics.New(prometheus.NewRegistry())
+	svc := service.New(cfg, st, idx, append([]service.Option{service.WithLogger(log), service.WithMetrics(m)}, opts...)...)
 	if _, err := svc.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +155,7 @@ func startConfig(t testing.TB, st *store.Store, cfg service.Config, opts ...serv
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(svc, log, prometheus.NewRegistry(), st.Ping)
+	srv := server.New(svc, log, m, st.Ping)
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(ctx, ln, tc); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
