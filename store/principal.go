@@ -72,6 +72,10 @@ func (c *roleCache) decode(kv *mvccpb.KeyValue) (access.Role, error) {
 	if ok && r.Metadata.Revision == kv.ModRevision {
 		return r, nil
 	}
+	// A fresh value: decoding into the cached one would keep whatever the
+	// new version omits (a removed login, label or right) and write into
+	// maps earlier callers still hold.
+	r = access.Role{}
 	if err := decode(kv, &r); err != nil {
 		return r, err
 	}

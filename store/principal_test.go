@@ -29,6 +29,19 @@ func TestPrincipal(t *testing.T) {
 	if got := p.Roles["dba"].Spec.Allow.Logins; len(got) != 1 || got[0] != "postgres" {
 		t.Fatalf("dba logins after update = %v", got)
 	}
+	// A right taken away is gone at once too: the new version is not
+	// merged into the cached one.
+	held := p.Roles["dba"]
+	stripped := role("dba")
+	stripped.Spec.Allow.Logins = nil
+	must[access.Role](t)(s.PutRole(ctx, stripped))
+	p = must[access.Principal](t)(s.Principal(ctx, "alice"))
+	if got := p.Roles["dba"].Spec.Allow.Logins; len(got) != 0 {
+		t.Fatalf("dba logins after they were removed = %v", got)
+	}
+	if got := held.Spec.Allow.Logins; len(got) != 1 || got[0] != "postgres" {
+		t.Fatalf("a role read earlier changed under its holder: logins %v", got)
+	}
 
 	if err := s.PutLock(ctx, access.Lock{User: "alice", Created: time.Now(), CreatedBy: "admin"}); err != nil {
 		t.Fatal(err)
