@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/ca"
+	"github.com/gatehouse-dev/gatehouse/internal/proctest"
 	"github.com/gatehouse-dev/gatehouse/inventory"
 	"github.com/gatehouse-dev/gatehouse/pki"
 	"github.com/gatehouse-dev/gatehouse/service"
@@ -23,23 +24,10 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store/storetest"
 )
 
-// logBuffer collects what a service logs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // replica is a service as accessd starts it: kek may be zero (none set).
-func replica(st *store.Store, kek ca.KEK, log *logBuffer) *service.Service {
+func replica(st *store.Store, kek ca.KEK, log *proctest.LogBuffer) *service.Service {
 	if log == nil {
-		log = &logBuffer{}
+		log = &proctest.LogBuffer{}
 	}
 	return service.New(service.Config{ClusterName: "test.local"}, st, inventory.New(),
 		service.WithKEK(kek), service.WithLogger(slog.New(slog.NewTextHandler(log, nil))))
@@ -112,7 +100,7 @@ func pinOf(t *testing.T, svc *service.Service) string {
 // sealed: etcd holds no private key in the clear.
 func TestNewClusterSealsItsCAKey(t *testing.T) {
 	st := storetest.Embedded(t)
-	var log logBuffer
+	var log proctest.LogBuffer
 	svc := replica(st, newKEK(t), &log)
 	bootstrap(t, svc)
 	raw, _ := rawClusterState(t, st)
@@ -129,7 +117,7 @@ func TestNewClusterSealsItsCAKey(t *testing.T) {
 // every start says so and how to fix it.
 func TestClusterWithoutKEKWarns(t *testing.T) {
 	st := storetest.Embedded(t)
-	var log logBuffer
+	var log proctest.LogBuffer
 	svc := replica(st, ca.KEK{}, &log)
 	bootstrap(t, svc)
 	raw, _ := rawClusterState(t, st)
@@ -163,7 +151,7 @@ func TestClearClusterKeyIsSealedOnStart(t *testing.T) {
 	}
 
 	kek := newKEK(t)
-	var log logBuffer
+	var log proctest.LogBuffer
 	after := replica(st, kek, &log)
 	bootstrap(t, after)
 	raw, rev := rawClusterState(t, st)
@@ -207,7 +195,7 @@ func TestSealedClusterKeyThatDoesNotOpenStopsTheStart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var log logBuffer
+			var log proctest.LogBuffer
 			svc := replica(st, tt.kek, &log)
 			_, err := svc.Bootstrap(context.Background())
 			if !errors.Is(err, tt.wantIs) || !strings.Contains(err.Error(), tt.wantMsg) {

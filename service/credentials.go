@@ -434,7 +434,7 @@ const indexLagWait = 2 * time.Second
 // is anonymous, and a miss must not cost a decode of every resource.
 func (s *Service) indexedDesktopDomain(ctx context.Context, domain string) (bool, error) {
 	has := func() bool {
-		return len(s.index.Search(inventory.Query{Kind: access.KindWindowsDesktop, Limit: 1,
+		return len(s.index.SearchShared(inventory.Query{Kind: access.KindWindowsDesktop, Limit: 1,
 			Allow: func(r access.Resource) bool { return r.Spec.Domain == domain }})) > 0
 	}
 	if has() {

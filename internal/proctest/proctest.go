@@ -118,7 +118,7 @@ type Options struct {
 type Process struct {
 	o    Options
 	cmd  *exec.Cmd
-	out  logBuffer
+	out  LogBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // how it exited; read after done
 }
@@ -212,20 +212,20 @@ func (p *Process) LogSays(want string) func() error {
 	}
 }
 
-// logBuffer is written by the process's output copier while a test reads
-// it.
-type logBuffer struct {
+// LogBuffer is an output buffer written by one goroutine (a process's
+// output copier, a logger) while a test reads it.
+type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
+func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *logBuffer) String() string {
+func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
